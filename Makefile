@@ -1,0 +1,133 @@
+# bus — one non-recursive Makefile.  `make V=1` prints full command lines.
+#
+#   make            libbus.so (soname-versioned) and libbus.a
+#   make test       install missing build deps (apt-get), build, run the suite
+#   make asan       the suite under AddressSanitizer + UBSan
+#   make tsan       the suite under ThreadSanitizer
+#   make bench      benchmarks, peers and machine limits in one run
+#   make install    PREFIX=/usr/local DESTDIR= : header, libs, libbus.pc, man
+#   make uninstall
+
+VERSION  := 0.1.0
+SOMAJOR  := 0
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+MANDIR   ?= $(PREFIX)/share/man
+PKGDIR   ?= $(LIBDIR)/pkgconfig
+
+CC       ?= cc
+B        ?= build
+OPT      ?= -O2
+SAN      ?=
+WARN     := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wpointer-arith -Wvla
+CPPFLAGS += -D_GNU_SOURCE -Ilibbus/include -Ilibbus/src
+CFLAGS   += $(WARN) $(OPT) -g -fno-strict-aliasing $(SAN)
+LDLIBS_T := $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRC  := $(wildcard libbus/src/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+LIB_PIC  := $(LIB_SRC:%.c=$(B)/pic/%.o)
+SO_REAL  := $(B)/libbus.so.$(VERSION)
+SO_NAME  := libbus.so.$(SOMAJOR)
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+TEST_LIB := $(wildcard tests/t_*.c)
+
+.PHONY: all lib test check asan tsan bench install uninstall clean deps run
+all: lib
+lib: $(B)/libbus.a $(SO_REAL)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC [pic] $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -MMD -MP -c $< -o $@
+
+$(B)/libbus.a: $(LIB_OBJ)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(SO_REAL): $(LIB_PIC) libbus/libbus.map
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -shared -fPIC -Wl,-soname,$(SO_NAME) \
+	  -Wl,--version-script=libbus/libbus.map -Wl,-z,defs -o $@ $(LIB_PIC)
+	$(Q)ln -sf libbus.so.$(VERSION) $(B)/$(SO_NAME)
+	$(Q)ln -sf libbus.so.$(VERSION) $(B)/libbus.so
+
+# Tests link the static library so they can reach internal symbols.
+$(B)/tests/%: tests/%.c $(TEST_LIB) tests/t_util.h $(B)/libbus.a
+	@mkdir -p $(dir $@)
+	$(if $(Q),@echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -o $@ $< $(TEST_LIB) $(B)/libbus.a $(LDLIBS_T) -lpthread
+
+# ---------------------------------------------------------------------------
+# Tests. Each binary runs under a timeout with a private segment directory
+# ($$BUS_TEST_SHM) that is removed afterwards whatever happened, so a crashed
+# test leaves nothing in /dev/shm either.
+TEST_TIMEOUT ?= 600
+TEST_JOBS    ?= 2
+
+deps:
+	@sh mk/ensure-deps.sh
+
+test check: deps
+	$(Q)$(MAKE) --no-print-directory tests-build
+	$(Q)sh mk/run-tests.sh $(B) $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN)
+
+.PHONY: tests-build
+tests-build: lib $(TEST_BIN)
+
+asan: deps
+	$(Q)$(MAKE) --no-print-directory B=build-asan OPT=-O1 \
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  tests-build
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  BUS_TEST_SCALE=$${BUS_TEST_SCALE:-0.2} \
+	  sh mk/run-tests.sh build-asan $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN:$(B)/%=build-asan/%)
+
+tsan: deps
+	$(Q)$(MAKE) --no-print-directory B=build-tsan OPT=-O1 \
+	  SAN="-fsanitize=thread -fno-omit-frame-pointer" tests-build
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  BUS_TEST_SCALE=$${BUS_TEST_SCALE:-0.1} BUS_TEST_THREADS=1 \
+	  sh mk/run-tests.sh build-tsan $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN:$(B)/%=build-tsan/%)
+
+-include bench/bench.mk
+
+# ---------------------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man3
+	install -m 0644 libbus/include/bus.h $(DESTDIR)$(INCDIR)/bus.h
+	install -m 0644 $(B)/libbus.a $(DESTDIR)$(LIBDIR)/libbus.a
+	install -m 0755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION)
+	ln -sf libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sf libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbus.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	    -e 's|@INCDIR@|$(INCDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    libbus/libbus.pc.in > $(DESTDIR)$(PKGDIR)/libbus.pc
+	install -m 0644 docs/man/libbus.3 $(DESTDIR)$(MANDIR)/man3/libbus.3
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/bus.h $(DESTDIR)$(LIBDIR)/libbus.a \
+	      $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
+	      $(DESTDIR)$(LIBDIR)/libbus.so $(DESTDIR)$(PKGDIR)/libbus.pc \
+	      $(DESTDIR)$(MANDIR)/man3/libbus.3
+
+clean:
+	rm -rf build build-asan build-tsan
+
+-include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d)

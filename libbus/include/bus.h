@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bus.h — the public API of libbus, a shared-memory event bus for the
+ * processes of one Linux host.
+ *
+ * A topic is a shared-memory segment holding a single-producer /
+ * multi-consumer ring. The producer appends events; every consumer reads
+ * at its own pace; the producer never waits for consumers (unless the topic
+ * was created with gating and a consumer asked for it).
+ *
+ * Conventions (as liburing):
+ *  - every function that can fail returns 0, a count, or -errno;
+ *  - slow-path failures also leave a one-line explanation in a thread-local
+ *    buffer, read with bus_errmsg(); hot paths never format anything;
+ *  - all structs are plain, no typedefs; handles are opaque.
+ *
+ * Thread safety: a struct bus_pub or struct bus_sub is used by one thread at
+ * a time. Different handles may be used concurrently from any threads or
+ * processes.
+ *
+ * See libbus(3) for each function and the errors it documents.
+ */
+#ifndef BUS_H
+#define BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BUS_VERSION_MAJOR 0
+#define BUS_VERSION_MINOR 1
+#define BUS_VERSION_PATCH 0
+
+/* Library version as "MAJOR.MINOR.PATCH". */
+const char *bus_version(void);
+
+/* The detail of the last slow-path failure on this thread ("" if none). */
+const char *bus_errmsg(void);
+
+/* ------------------------------------------------------------------------ */
+/* Topics (segments)                                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A topic segment is named like a POSIX shared-memory object: a NAME without
+ * '/' lives in /dev/shm; a name containing '/' is used as a path (tests use
+ * this to put segments on a private tmpfs). A segment is two files: NAME
+ * (header and ring; consumers map it read-only) and NAME@cons (the small
+ * area consumers write: cursor slots and wait requests).
+ */
+
+#define BUS_RING_MIN      4096ull          /* smallest ring, bytes */
+#define BUS_RING_MAX      (1ull << 32)     /* largest ring, bytes (4 GiB) */
+#define BUS_RING_DEFAULT  (1ull << 20)     /* 1 MiB */
+#define BUS_CONSUMERS_DEFAULT 64u
+#define BUS_CONSUMERS_MAX 4096u
+
+/* Topic flags. */
+#define BUS_TOPIC_GATING  0x1u  /* consumers may ask the producer to wait for them */
+
+struct bus_topic_opts {
+	uint64_t ring_size;     /* bytes, power of two; 0 = BUS_RING_DEFAULT */
+	uint32_t max_event;     /* largest payload; 0 = ring_size / 4; at most ring_size / 2 */
+	uint32_t max_consumers; /* consumer slots; 0 = BUS_CONSUMERS_DEFAULT */
+	uint32_t flags;         /* BUS_TOPIC_* */
+	uint32_t mode;          /* permission bits of the files; 0 = 0600 */
+	uint64_t first_seq;     /* sequence number of the first event; 0 = 1 */
+};
+
+/*
+ * Create a topic segment. The pages are reserved up front, so a segment
+ * that does not fit fails here (-ENOSPC) and never with SIGBUS later.
+ * opts may be NULL for all defaults.
+ * Errors: -EEXIST, -EINVAL (bad name or geometry), -ENOSPC, -EACCES, other
+ * errno from open(2)/fallocate(2).
+ */
+int bus_topic_create(const char *name, const struct bus_topic_opts *opts);
+
+/*
+ * Mark a topic deleted and unlink its files. Attached producers get -EPIPE on
+ * their next claim; attached consumers read what remains, then get -EPIPE.
+ * Mappings stay valid until each handle is closed.
+ * Errors: -ENOENT, -EACCES, -EPROTO (not a bus segment).
+ */
+int bus_topic_remove(const char *name);
+
+struct bus_topic_info {
+	uint64_t ring_size;
+	uint32_t max_event;
+	uint32_t max_consumers;
+	uint32_t flags;          /* BUS_TOPIC_* */
+	uint32_t producer_pid;   /* 0 when no producer is attached */
+	uint64_t first_seq;      /* sequence number of the topic's first event */
+	uint64_t oldest_seq;     /* oldest event still in the ring (== next_seq if none) */
+	uint64_t next_seq;       /* sequence number the next event will get */
+	uint64_t events;         /* events published since creation */
+	uint64_t bytes;          /* payload bytes published since creation */
+	uint64_t producer_waits; /* times the producer waited for a gating consumer */
+	uint64_t wakeups;        /* FUTEX_WAKE calls the producer made */
+	uint32_t consumers;      /* attached consumers */
+	uint32_t deleted;        /* 1 once bus_topic_remove() ran */
+	uint64_t max_lag;        /* largest consumer lag, events */
+};
+
+struct bus_consumer_info {
+	uint32_t slot;
+	uint32_t pid;
+	uint32_t gating;         /* 1 if the producer waits for this consumer */
+	uint32_t sleeping;       /* 1 while asleep on the futex */
+	uint64_t next_seq;       /* next sequence number it will read */
+	uint64_t lag;            /* events published that it has not read */
+	uint64_t events;         /* events it has read */
+	uint64_t lapped;         /* times it was lapped */
+	uint64_t lost;           /* events it lost to lapping */
+};
+
+/*
+ * Read a topic's header and consumer slots without disturbing it (read-only).
+ * Fills *info, and up to ncons entries of cons (may be NULL). Returns the
+ * number of attached consumers (may exceed ncons).
+ * Errors: -ENOENT, -EACCES, -EPROTO.
+ */
+int bus_topic_stat(const char *name, struct bus_topic_info *info,
+		   struct bus_consumer_info *cons, unsigned ncons);
+
+/* ------------------------------------------------------------------------ */
+/* Producer                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct bus_pub;
+
+/* Commit/publish flag: keep the event invisible until a later publish
+ * without BUS_MORE or bus_pub_flush() makes the whole batch visible at once
+ * (one release store, like MSG_MORE). */
+#define BUS_MORE 0x1u
+
+/*
+ * Attach as the topic's producer. Exactly one producer may be attached: the
+ * lease is a lock the kernel drops when the holder dies, so a producer that
+ * is killed leaves the topic free. A new producer continues the sequence.
+ * Errors: -ENOENT, -EACCES, -EPROTO/-EINVAL (not a valid segment),
+ * -EBUSY (another producer holds the lease; bus_errmsg() names its pid).
+ */
+int bus_pub_open(const char *name, struct bus_pub **pub);
+
+/* Publish anything pending, release the lease and unmap. NULL is a no-op. */
+void bus_pub_close(struct bus_pub *pub);
+
+/*
+ * Claim space for an event of up to len payload bytes and return a pointer
+ * to it in *buf (zero copy: write the payload there, then commit). A second
+ * claim before commit replaces the first.
+ * Errors: -EMSGSIZE (len > max_event), -EPIPE (topic deleted),
+ * -EAGAIN (a gating consumer did not make room within the timeout).
+ */
+int bus_pub_claim(struct bus_pub *pub, size_t len, void **buf);
+
+/*
+ * Finish the claimed event with its final length (<= the claimed length) and
+ * type word. It gets the next sequence number and a wall-clock timestamp and
+ * becomes visible, unless flags has BUS_MORE.
+ * Errors: -EINVAL (nothing claimed, or len larger than claimed).
+ */
+int bus_pub_commit(struct bus_pub *pub, uint32_t type, size_t len, unsigned flags);
+
+/* Copy data into the ring as one event: claim + memcpy + commit. */
+int bus_pub_publish(struct bus_pub *pub, uint32_t type, const void *data,
+		    size_t len, unsigned flags);
+
+/* Make every event committed with BUS_MORE visible (one release store).
+ * Returns the number of events made visible. */
+int bus_pub_flush(struct bus_pub *pub);
+
+/* Sequence number the next committed event will get. */
+uint64_t bus_pub_next_seq(const struct bus_pub *pub);
+
+/* How long a claim may wait for a gating consumer (default 1 s). */
+void bus_pub_set_timeout(struct bus_pub *pub, int64_t timeout_ns);
+
+/* ------------------------------------------------------------------------ */
+/* Consumer                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct bus_sub;
+
+enum bus_from {
+	BUS_FROM_OLDEST = 0, /* the oldest event still in the ring */
+	BUS_FROM_NEWEST = 1, /* the newest event (it is delivered first) */
+	BUS_FROM_END    = 2, /* only events published after the open */
+	BUS_FROM_SEQ    = 3, /* the event with sequence number opts.seq */
+};
+
+/* Consumer flags. */
+#define BUS_SUB_GATING 0x1u  /* the producer must not overwrite what this
+			      * consumer has not read (topic needs BUS_TOPIC_GATING) */
+
+struct bus_sub_opts {
+	enum bus_from from;
+	uint64_t seq;       /* for BUS_FROM_SEQ */
+	uint32_t flags;     /* BUS_SUB_* */
+};
+
+/*
+ * Attach as a consumer: maps the ring and producer state read-only and takes
+ * a cursor slot. opts may be NULL (BUS_FROM_OLDEST).
+ * Errors: -ENOENT, -EACCES, -EPROTO/-EINVAL (not a valid segment),
+ * -ERANGE (BUS_FROM_SEQ: no longer, or not yet, in the ring),
+ * -EUSERS (all cursor slots taken), -EINVAL (gating on a non-gating topic).
+ */
+int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
+		 struct bus_sub **sub);
+
+/* Release the slot and unmap. NULL is a no-op. */
+void bus_sub_close(struct bus_sub *sub);
+
+struct bus_event {
+	const void *data;   /* payload (in the ring for next(), in buf for read()) */
+	uint32_t len;       /* payload length */
+	uint32_t type;      /* the producer's type word */
+	uint64_t seq;       /* sequence number (gap-free per topic) */
+	uint64_t ts_ns;     /* wall clock (CLOCK_REALTIME) when it became visible */
+	uint64_t lost;      /* with -ENOBUFS: how many events were lost */
+	uint64_t pos_;      /* private: where the event is in the ring */
+};
+
+/*
+ * Zero copy: return the next event as a view into the ring. Returns 1 with
+ * *ev filled, 0 if nothing new has been published, -ENOBUFS if the consumer
+ * was lapped (ev->seq = first lost sequence number, ev->lost = how many; the
+ * next call continues with the oldest intact event, like netlink's ENOBUFS),
+ * -EPIPE once the topic is deleted and everything in it has been read,
+ * -EPROTO if the segment is corrupt.
+ *
+ * The view stays readable, but the producer may overwrite it at any time once
+ * the consumer is lapped: call bus_sub_confirm() after using the bytes.
+ */
+int bus_sub_next(struct bus_sub *sub, struct bus_event *ev);
+
+/*
+ * Confirm that the event returned by bus_sub_next() was not overwritten while
+ * it was used. 0 if intact; -ENOBUFS if it was (the consumer rewinds, so the
+ * next bus_sub_next() reports the gap starting at ev->seq).
+ */
+int bus_sub_confirm(struct bus_sub *sub, const struct bus_event *ev);
+
+/*
+ * Copy the next event's payload into buf and confirm it before returning.
+ * Same returns as bus_sub_next(); ev->data points into buf. If size is too
+ * small: -EMSGSIZE, ev->len = the size needed, the event is not consumed.
+ */
+int bus_sub_read(struct bus_sub *sub, void *buf, size_t size, struct bus_event *ev);
+
+/*
+ * Wait until an event (or the deletion of the topic) is there to be read:
+ * spin briefly, then sleep on the topic's futex. Returns 1 when there is
+ * something to read, -ETIMEDOUT when timeout_ns passed (a negative timeout
+ * waits forever), -EINTR if a signal interrupted the sleep.
+ */
+int bus_sub_wait(struct bus_sub *sub, int64_t timeout_ns);
+
+/*
+ * Wait on several consumers (any topics) at once with futex_waitv(2).
+ * Returns the index of a consumer with something to read, -ETIMEDOUT,
+ * -EINTR, -EINVAL (n == 0 or n > 128), -ENOSYS (kernel < 5.16).
+ */
+int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t timeout_ns);
+
+/* How long bus_sub_wait() spins before it sleeps (default 10 us; 0 = sleep at once). */
+void bus_sub_set_spin(struct bus_sub *sub, int64_t spin_ns);
+
+/* Sequence number of the next event this consumer will read. */
+uint64_t bus_sub_next_seq(const struct bus_sub *sub);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BUS_H */

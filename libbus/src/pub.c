@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pub.c — the producer side of the ring (protocol in ring.h).
+ *
+ * The hot path (claim, commit, publish) does no system call, takes no lock
+ * and formats nothing: a bounds check, the record writes, three stores to the
+ * producer's own cache line, a compiler barrier and one load of a line that
+ * changes only when a consumer is about to sleep.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "err.h"
+#include "ring.h"
+#include "wait.h"
+
+#define DEFAULT_TIMEOUT_NS 1000000000ll
+
+/* ------------------------------------------------------------------------ */
+/* Attach and recovery                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Find where the previous producer stopped. head and tail are authoritative
+ * (the previous producer published them); the sequence number comes from the
+ * records themselves: the newest one's seq + 1, or tail_seq when the ring
+ * holds no record (tail == head). A producer killed between claim and commit
+ * left its bytes beyond head, where nobody looks.
+ */
+static int pub_recover(struct bus_pub *p, const char *name)
+{
+	struct seg_hdr *h = p->hdr;
+	uint64_t head = at_load_acquire(&h->head);  /* no other writer: lease held */
+	uint64_t tail = at_load_acquire(&h->tail);
+	uint64_t tail_seq = at_load_acquire(&h->tail_seq);
+	uint64_t last = at_load_acquire(&h->last);
+	uint64_t q, seq;
+	const struct rec_hdr *r;
+
+	if (tail > head || head - tail > p->cap)
+		return bus_err(EPROTO, "topic '%s' is corrupt: tail %llu, head %llu", name,
+			       (unsigned long long)tail, (unsigned long long)head);
+	if (tail_seq < p->seg.g.first_seq)
+		return bus_err(EPROTO, "topic '%s' is corrupt: tail sequence %llu before first %llu",
+			       name, (unsigned long long)tail_seq,
+			       (unsigned long long)p->seg.g.first_seq);
+	seq = tail_seq;
+	if (tail < head) {
+		/* Fast path: `last` names the newest record when it ends at head. */
+		r = ring_rec(p->ring, p->mask, last);
+		if (last >= tail && last < head && r->len <= p->max_event &&
+		    last + rec_size(r->len) == head) {
+			seq = r->seq + 1;
+		} else {
+			/* Slow path: walk from the tail, checking every record. */
+			r = ring_rec(p->ring, p->mask, tail);
+			seq = r->seq;
+			for (q = tail; q < head; q += rec_size(r->len), seq++) {
+				r = ring_rec(p->ring, p->mask, q);
+				if (r->len > p->max_event || r->seq != seq)
+					return bus_err(EPROTO, "topic '%s' is corrupt: bad record at %llu",
+						       name, (unsigned long long)q);
+			}
+			if (q != head)
+				return bus_err(EPROTO, "topic '%s' is corrupt: records overrun head",
+					       name);
+		}
+		tail_seq = ring_rec(p->ring, p->mask, tail)->seq;
+	}
+	p->pos = p->published = head;
+	p->tail = tail;
+	p->tail_seq = tail_seq;
+	p->tail_limit = tail + p->cap;
+	p->seq = seq;
+	p->bytes = at_load_relaxed(&h->bytes);
+	p->waits = at_load_relaxed(&h->waits);
+	p->wakeups = at_load_relaxed(&h->wakeups);
+	return 0;
+}
+
+BUS_EXPORT int bus_pub_open(const char *name, struct bus_pub **out)
+{
+	struct bus_pub *p;
+	int r;
+
+	if (!out)
+		return bus_err(EINVAL, "bus_pub_open: no result pointer");
+	*out = NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return bus_err(ENOMEM, "out of memory");
+	r = seg_attach(name, SEG_PRODUCER, &p->seg);
+	if (r < 0)
+		goto fail;
+	/* The lease: an exclusive lock on the open file, which the kernel
+	 * drops when the holder exits, however it exits. */
+	if (flock(p->seg.fd, LOCK_EX | LOCK_NB) < 0) {
+		uint32_t pid = at_load_relaxed(&p->seg.hdr->pub_pid);
+
+		if (errno == EWOULDBLOCK)
+			r = bus_err(EBUSY, "topic '%s' already has a producer (pid %u)", name, pid);
+		else
+			r = bus_err(errno, "cannot lock topic '%s': %s", name, strerror(errno));
+		goto fail;
+	}
+	p->hdr = p->seg.hdr;
+	p->chdr = p->seg.chdr;
+	p->ring = p->seg.ring;
+	p->mask = p->seg.mask;
+	p->cap = p->seg.g.ring_size;
+	p->max_event = p->seg.g.max_event;
+	p->chunk = 1u << p->seg.g.chunk_shift;
+	p->timeout_ns = DEFAULT_TIMEOUT_NS;
+	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE) {
+		r = bus_err(EPIPE, "topic '%s' was deleted", name);
+		goto fail;
+	}
+	r = pub_recover(p, name);
+	if (r < 0)
+		goto fail;
+	clock_init(&p->clk);
+	p->asym = membarrier_register();
+	/* Published before the first head store (release) that consumers
+	 * could pair with; consumers only use it to choose a fallback. */
+	at_store_release(&p->hdr->pub_fence, p->asym ? FENCE_ASYM : FENCE_FULL);
+	at_store_relaxed(&p->hdr->pub_pid, (uint32_t)getpid());
+	at_store_relaxed(&p->hdr->pub_opens, at_load_relaxed(&p->hdr->pub_opens) + 1);
+	at_store_relaxed(&p->hdr->pub_seq, p->seq);
+	*out = p;
+	bus_err_clear();
+	return 0;
+fail:
+	seg_detach(&p->seg);
+	free(p);
+	return r;
+}
+
+BUS_EXPORT void bus_pub_close(struct bus_pub *p)
+{
+	if (!p)
+		return;
+	bus_pub_flush(p);
+	at_store_relaxed(&p->hdr->pub_pid, 0);
+	seg_detach(&p->seg); /* closing the fd releases the lease */
+	free(p);
+}
+
+BUS_EXPORT uint64_t bus_pub_next_seq(const struct bus_pub *p)
+{
+	return p->seq;
+}
+
+BUS_EXPORT void bus_pub_set_timeout(struct bus_pub *p, int64_t timeout_ns)
+{
+	p->timeout_ns = timeout_ns < 0 ? INT64_MAX : timeout_ns;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Wakeups                                                                  */
+/* ------------------------------------------------------------------------ */
+
+void pub_wake(struct bus_pub *p)
+{
+	/* Pairs with W1 in the consumer: one that loads the new generation
+	 * also sees the head stored before it. The RMW (not a plain store)
+	 * because bus_topic_remove() bumps the word too. */
+	at_fetch_add(&p->hdr->wake_gen, 1);
+	futex_wake_all(&p->hdr->wake_gen);
+	/* One writer (us): a plain increment, no RMW on the statistics. */
+	at_store_relaxed(&p->hdr->wakeups, ++p->wakeups);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Gating: wait until gating consumers have read what we must overwrite     */
+/* ------------------------------------------------------------------------ */
+
+/* Lowest position of a live gating consumer, or UINT64_MAX. *who gets its
+ * slot index. Dead owners (kill -9) do not gate: they will never read. */
+static uint64_t gate_min(struct bus_pub *p, int check_alive, int *who, int *any_asym)
+{
+	uint64_t min = UINT64_MAX;
+	uint32_t i;
+
+	*any_asym = 0;
+	for (i = 0; i < p->seg.g.nslots; i++) {
+		struct cons_slot *s = &p->seg.slots[i];
+		uint32_t owner = at_load_relaxed(&s->owner);
+		uint32_t flags;
+		uint64_t pos;
+
+		if (!owner)
+			continue;
+		flags = at_load_acquire(&s->flags);
+		if (!(flags & SLOT_GATING))
+			continue;
+		if (check_alive && kill((pid_t)owner, 0) < 0 && errno == ESRCH)
+			continue;
+		/* G3: pairs with G1 (the consumer's release store of pos): the
+		 * bytes before pos are no longer read once we see it. */
+		pos = at_load_acquire(&s->pos);
+		if (pos < min) {
+			min = pos;
+			*who = (int)i;
+		}
+		*any_asym |= !!(flags & SLOT_ASYM);
+	}
+	return min;
+}
+
+/* Wait until every gating consumer is at or beyond `need`. Returns the lowest
+ * gating position (>= need), or -EAGAIN after the timeout. */
+static int64_t gate_wait(struct bus_pub *p, uint64_t need)
+{
+	uint64_t start = 0, now, min;
+	int who = -1, asym, spins = 0, counted = 0;
+
+	for (;;) {
+		min = gate_min(p, start != 0, &who, &asym);
+		if (min >= need)
+			return (int64_t)(min > INT64_MAX ? INT64_MAX : min);
+		if (!counted) {
+			counted = 1;
+			at_store_relaxed(&p->hdr->waits, ++p->waits);
+		}
+		if (spins++ < 2000) {
+			at_cpu_relax();
+			continue;
+		}
+		now = mono_ns();
+		if (!start)
+			start = now;
+		if ((int64_t)(now - start) >= p->timeout_ns) {
+			struct cons_slot *s = &p->seg.slots[who];
+
+			return bus_err(EAGAIN, "gating consumer in slot %d (pid %u) has not read "
+				       "sequence %llu after %lld ms; producer gave up",
+				       who, at_load_relaxed(&s->owner),
+				       (unsigned long long)at_load_relaxed(&s->seq),
+				       (long long)(p->timeout_ns / 1000000));
+		}
+		/* Sleep on gate_gen: announce it (gate_req = gen), then G4, then
+		 * look once more; a consumer that moves after G4 sees the request
+		 * (G2 on its side) and bumps gate_gen. */
+		uint32_t gen = at_load_acquire(&p->chdr->gate_gen);
+		at_store_relaxed(&p->chdr->gate_req, gen);
+		if (!asym || membarrier_heavy() < 0)
+			at_fence_seq_cst();
+		min = gate_min(p, 1, &who, &asym);
+		if (min >= need)
+			continue;
+		/* Bounded sleeps: a consumer that registered no light side
+		 * (asym == 0 and membarrier missing) is polled every 10 ms. */
+		int64_t left = p->timeout_ns - (int64_t)(mono_ns() - start);
+		futex_wait_shared(&p->chdr->gate_gen, gen, left < 10000000 ? left : 10000000);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Publishing                                                               */
+/* ------------------------------------------------------------------------ */
+
+static int pub_publish(struct bus_pub *p)
+{
+	uint64_t q = p->published, last = q, ts;
+	struct rec_hdr *r;
+	int n = 0;
+
+	if (q == p->pos)
+		return 0;
+	/* One clock read per publish: every event in a batch is stamped with
+	 * the moment the batch becomes visible. */
+	ts = clock_now(&p->clk);
+	do {
+		r = (struct rec_hdr *)(p->ring + (q & p->mask));
+		r->ts_ns = ts;
+		last = q;
+		q += rec_size(r->len);
+		n++;
+	} while (q < p->pos);
+
+	/* `last` is released so a consumer that loads it finds the record there
+	 * complete; statistics are relaxed (one writer, readers tolerate skew). */
+	at_store_release(&p->hdr->last, last);
+	at_store_relaxed(&p->hdr->pub_seq, p->seq);
+	at_store_relaxed(&p->hdr->bytes, p->bytes);
+	/* P1: pairs with C1. Everything written above becomes visible. */
+	at_store_release(&p->hdr->head, p->pos);
+	p->published = p->pos;
+
+	/* P2: head store before the wake_req load (pairs with W3). */
+	if (likely(p->asym))
+		at_compiler_barrier();
+	else
+		at_fence_seq_cst();
+	/* Relaxed: only compared; W1/P1 order the data. A consumer asks for a
+	 * wake by raising wake_req to the generation it sleeps on. */
+	if (unlikely(at_load_relaxed(&p->chdr->wake_req) == at_load_relaxed(&p->hdr->wake_gen)))
+		pub_wake(p);
+	return n;
+}
+
+/*
+ * Make room for a record ending at `end`: move the tail past every record
+ * that overlaps [end - cap, ...), by at least a chunk, never past what a
+ * gating consumer has not read, never past what is published.
+ */
+static int pub_make_room(struct bus_pub *p, uint64_t end)
+{
+	uint64_t need = end - p->cap, limit, target, t, s;
+	const struct rec_hdr *r;
+
+	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE)
+		return bus_err(EPIPE, "topic was deleted");
+	/* Our own unpublished batch cannot be invalidated: publish it first. */
+	if (need > p->published)
+		pub_publish(p);
+	limit = p->published;
+	if (p->seg.g.flags & BUS_TOPIC_GATING) {
+		int64_t g = gate_wait(p, need);
+
+		if (g < 0)
+			return (int)g;
+		if ((uint64_t)g < limit)
+			limit = (uint64_t)g;
+	}
+	target = need + p->chunk < limit ? need + p->chunk : limit;
+	t = p->tail;
+	s = p->tail_seq;
+	/* Whole records: first past `need` (required), then on to `target`
+	 * (the chunk), stopping at a record boundary. Our own records; the
+	 * lengths were checked when they were written. */
+	while (t < need) {
+		r = ring_rec(p->ring, p->mask, t);
+		t += rec_size(r->len);
+		s++;
+	}
+	while (t < target) {
+		r = ring_rec(p->ring, p->mask, t);
+		if (t + rec_size(r->len) > target)
+			break;
+		t += rec_size(r->len);
+		s++;
+	}
+	/* T2: tail_seq before tail, both release (see ring.h). */
+	at_store_release(&p->hdr->tail_seq, s);
+	at_store_release(&p->hdr->tail, t);
+	/* T3: the tail store before any write into the bytes it gave up;
+	 * pairs with C2/C3. */
+	at_fence_release();
+	p->tail = t;
+	p->tail_seq = s;
+	p->tail_limit = t + p->cap;
+	return 0;
+}
+
+BUS_EXPORT int bus_pub_claim(struct bus_pub *p, size_t len, void **buf)
+{
+	uint64_t end;
+	int r;
+
+	if (unlikely(len > p->max_event))
+		return bus_err(EMSGSIZE, "event of %zu bytes exceeds the topic's maximum of %u",
+			       len, p->max_event);
+	end = p->pos + rec_size(len);
+	if (unlikely(end > p->tail_limit)) {
+		r = pub_make_room(p, end);
+		if (r < 0)
+			return r;
+	}
+	if (unlikely(at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE))
+		return bus_err(EPIPE, "topic was deleted");
+	p->claim = (struct rec_hdr *)(p->ring + (p->pos & p->mask));
+	p->claim_len = (uint32_t)len;
+	*buf = p->claim + 1;
+	return 0;
+}
+
+BUS_EXPORT int bus_pub_commit(struct bus_pub *p, uint32_t type, size_t len, unsigned flags)
+{
+	struct rec_hdr *r = p->claim;
+
+	if (unlikely(!r || len > p->claim_len))
+		return bus_err(EINVAL, r ? "commit of %zu bytes, only %u claimed"
+					 : "commit without a claim (%zu bytes)", len, p->claim_len);
+	r->len = (uint32_t)len;
+	r->type = type;
+	r->seq = p->seq++;
+	p->pos += rec_size(len);
+	p->bytes += len;
+	p->claim = NULL;
+	if (!(flags & BUS_MORE))
+		pub_publish(p);
+	return 0;
+}
+
+BUS_EXPORT int bus_pub_publish(struct bus_pub *p, uint32_t type, const void *data,
+			       size_t len, unsigned flags)
+{
+	void *buf;
+	int r = bus_pub_claim(p, len, &buf);
+
+	if (unlikely(r < 0))
+		return r;
+	memcpy(buf, data, len);
+	return bus_pub_commit(p, type, len, flags);
+}
+
+BUS_EXPORT int bus_pub_flush(struct bus_pub *p)
+{
+	return pub_publish(p);
+}

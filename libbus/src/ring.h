@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ring.h — the single-producer / multi-consumer ring protocol.
+ *
+ * Positions are 64-bit byte counts that never wrap (masked only to index).
+ * Records are [rec_hdr | payload | pad to 8], contiguous because the ring is
+ * mapped twice. The producer owns `head` (end of the last visible record) and
+ * `tail` (start of the oldest record not yet invalidated); tail <= head, and
+ * [tail, head) holds only intact, visible records.
+ *
+ *   PRODUCER (claim/commit/publish)         CONSUMER (next/read/confirm)
+ *   -------------------------------         ----------------------------
+ *   if record would overlap tail + cap:
+ *     walk tail forward, whole records,
+ *     by at least a chunk (1/16 ring)
+ *     store tail_seq, tail       [T2]       h = load head             [C1] acquire
+ *     fence                      [T3]       read record header at pos
+ *   write record bytes                      fence                     [C2]
+ *   store last                              t = load tail
+ *   store head                   [P1]         t > pos: lapped -> resync, gap report
+ *   barrier                      [P2]       ... use / copy payload ...
+ *   if wake_req == wake_gen: wake            fence                     [C3]
+ *                                           t = load tail: t > pos -> overwritten
+ *
+ *   P1 (release) pairs with C1 (acquire): a record whose end is <= head is
+ *      completely written when the consumer reads it.
+ *   T3 (release fence, after the tail store) pairs with C2/C3 (acquire fences,
+ *      before the tail load): if any byte the consumer read came from a write
+ *      after T3, its tail load sees the new tail and it discards what it read
+ *      (the seqlock argument: tail is the sequence word, bumped before the
+ *      bytes it guards are rewritten).
+ *   T2: tail_seq is stored (release) before tail (release), so a consumer that
+ *      sees tail == head can take tail_seq as the sequence number there.
+ *   P2 pairs with W3 in the consumer's wait (wait path, sub.c): Dekker between
+ *      "producer stores head, then loads wake_req" and "consumer stores
+ *      wake_req, then loads head". P2 is a compiler barrier when the producer
+ *      registered for membarrier(2) and the consumer's W3 is the IPI-based
+ *      MEMBARRIER_CMD_GLOBAL_EXPEDITED; otherwise both are seq_cst fences.
+ *      A full fence per publish would drain the store buffer and wait for the
+ *      head line to come back from the consumer's cache; the asymmetric pair
+ *      moves that cost to the consumer that is about to sleep anyway.
+ *
+ * The tail moves in chunks so that it changes once per 1/16 ring instead of
+ * once per event: the consumer re-reads it for every event, and an unchanged
+ * line stays in its cache. A consumer is lapped when the tail passes its
+ * position; it then resyncs to the tail and reports exactly how many sequence
+ * numbers it skipped.
+ *
+ * Gating (optional): the producer does not move tail past the position of a
+ * gating consumer. A gating consumer publishes its position (G1, release)
+ * after it is done with the bytes before it; the producer reads positions
+ * with acquire (G3) before overwriting. Sleeping producer / waking consumer
+ * is the same Dekker pattern as above, with the roles swapped: the consumer
+ * is the light side (G2), the producer the heavy side (G4).
+ */
+#ifndef BUS_RING_H
+#define BUS_RING_H
+
+#include <stdint.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "seg.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct bus_pub {
+	uint8_t *ring;
+	uint64_t mask;
+	uint64_t cap;
+	struct seg_hdr *hdr;
+	struct cons_hdr *chdr;
+	uint64_t pos;        /* end of the last committed record (visible or not) */
+	uint64_t published;  /* head as last stored */
+	uint64_t tail_limit; /* tail + cap: claims ending at or below need no tail work */
+	uint64_t tail;
+	uint64_t tail_seq;
+	uint64_t seq;        /* next sequence number */
+	uint64_t bytes;
+	uint32_t max_event;
+	uint32_t chunk;
+	struct rec_hdr *claim;
+	uint32_t claim_len;
+	int asym;            /* P2 is a compiler barrier (see above) */
+	int64_t timeout_ns;
+	uint64_t waits;
+	uint64_t wakeups;
+	struct bus_clock clk;
+	struct seg seg;
+};
+
+struct bus_sub {
+	const uint8_t *ring;
+	uint64_t mask;
+	const struct seg_hdr *hdr;
+	struct cons_hdr *chdr;
+	struct cons_slot *slot;
+	uint64_t pos;        /* next record to read */
+	uint64_t seq;        /* its sequence number */
+	uint64_t head;       /* head as last loaded */
+	uint64_t events;
+	uint64_t lapped;
+	uint64_t lost;
+	uint32_t max_event;
+	int gating;
+	int asym;            /* G2 may be a compiler barrier */
+	int64_t spin_ns;
+	struct seg seg;
+};
+
+/* Walk helpers shared by producer recovery and consumer seeks. */
+static inline const struct rec_hdr *ring_rec(const uint8_t *ring, uint64_t mask, uint64_t pos)
+{
+	return (const struct rec_hdr *)(ring + (pos & mask));
+}
+
+/* Wake consumers sleeping on the topic (producer side, slow path). */
+void pub_wake(struct bus_pub *p);
+
+#endif

@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * seg.c — topic segments on a tmpfs (normally /dev/shm).
+ *
+ * Creation writes both files under temporary names, reserves every page with
+ * posix_fallocate (so a segment that does not fit fails now with -ENOSPC and
+ * never with SIGBUS on first touch), and then renames them into place with
+ * RENAME_NOREPLACE: NAME@cons first, NAME last, so anyone who can open NAME
+ * finds a complete segment and its consumer area.
+ *
+ * Attaching validates the header before anything else is mapped: magic,
+ * layout version, geometry, and that the file really is as large as the
+ * header claims (a truncated file would otherwise SIGBUS on access).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "err.h"
+#include "seg.h"
+#include "wait.h"
+
+#define SHM_DIR "/dev/shm/"
+
+int seg_path(const char *name, char *out, size_t outlen)
+{
+	size_t n;
+	int len;
+
+	if (!name || !*name)
+		return bus_err(EINVAL, "topic name is empty");
+	n = strlen(name);
+	if (n >= outlen - sizeof(SHM_DIR) - sizeof(CONS_SUFFIX) - 32)
+		return bus_err(ENAMETOOLONG, "topic name is too long (%zu bytes)", n);
+	if (strchr(name, '/'))
+		len = snprintf(out, outlen, "%s", name);
+	else
+		len = snprintf(out, outlen, SHM_DIR "%s", name);
+	if (len < 0 || (size_t)len >= outlen)
+		return bus_err(ENAMETOOLONG, "topic path is too long");
+	if (name[n - 1] == '/')
+		return bus_err(EINVAL, "topic path '%s' names a directory", name);
+	return 0;
+}
+
+static int is_pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static uint32_t log2u64(uint64_t x)
+{
+	return 63u - (uint32_t)__builtin_clzll(x);
+}
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Fill in the defaults and check every option; the message names the rule. */
+static int resolve_opts(const struct bus_topic_opts *in, struct bus_topic_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (in)
+		*o = *in;
+	if (!o->ring_size)
+		o->ring_size = BUS_RING_DEFAULT;
+	if (!is_pow2(o->ring_size) || o->ring_size < BUS_RING_MIN || o->ring_size > BUS_RING_MAX)
+		return bus_err(EINVAL, "ring size %llu: must be a power of two from %llu to %llu bytes",
+			       (unsigned long long)o->ring_size, BUS_RING_MIN, BUS_RING_MAX);
+	if (!o->max_event)
+		o->max_event = (uint32_t)(o->ring_size / 4);
+	if (o->max_event > o->ring_size / 2)
+		return bus_err(EINVAL, "max event %u: must be at most half the ring (%llu bytes)",
+			       o->max_event, (unsigned long long)(o->ring_size / 2));
+	if (!o->max_consumers)
+		o->max_consumers = BUS_CONSUMERS_DEFAULT;
+	if (o->max_consumers > BUS_CONSUMERS_MAX)
+		return bus_err(EINVAL, "max consumers %u: at most %u",
+			       o->max_consumers, BUS_CONSUMERS_MAX);
+	if (o->flags & ~BUS_TOPIC_GATING)
+		return bus_err(EINVAL, "unknown topic flags 0x%x", o->flags & ~BUS_TOPIC_GATING);
+	if (!o->mode)
+		o->mode = 0600;
+	if (o->mode & ~0777u)
+		return bus_err(EINVAL, "mode %o: only permission bits (0777) are allowed", o->mode);
+	if (!o->first_seq)
+		o->first_seq = 1;
+	return 0;
+}
+
+/* Create a file of exactly `size` reserved bytes; returns the fd or -errno. */
+static int create_reserved(const char *path, uint32_t mode, uint64_t size, const char *what)
+{
+	int fd, r;
+
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return bus_err(errno, "cannot create %s '%s': %s", what, path, strerror(errno));
+	if (fchmod(fd, mode) < 0) { /* umask must not narrow the topic's mode */
+		r = bus_err(errno, "chmod %s '%s': %s", what, path, strerror(errno));
+		goto fail;
+	}
+	r = posix_fallocate(fd, 0, (off_t)size);
+	if (r) {
+		if (r == ENOSPC || r == EFBIG)
+			r = bus_err(ENOSPC, "cannot reserve %llu bytes for %s '%s': no space left "
+				    "(a tmpfs such as /dev/shm limits it; containers default to 64 MiB: "
+				    "use a smaller ring or enlarge it, e.g. --shm-size)",
+				    (unsigned long long)size, what, path);
+		else
+			r = bus_err(r, "cannot reserve %llu bytes for %s '%s': %s",
+				    (unsigned long long)size, what, path, strerror(r));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	unlink(path);
+	return r;
+}
+
+int seg_create(const char *name, const struct bus_topic_opts *in)
+{
+	static _Atomic unsigned counter;
+	char path[PATH_MAX], cpath[PATH_MAX + 8], tmp[PATH_MAX + 64], ctmp[PATH_MAX + 64];
+	struct bus_topic_opts o;
+	struct seg_hdr *h = NULL;
+	struct cons_hdr *c = NULL;
+	uint64_t csize;
+	unsigned id;
+	int fd = -1, cfd = -1, r;
+
+	r = seg_path(name, path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = resolve_opts(in, &o);
+	if (r < 0)
+		return r;
+	csize = cons_file_size(o.max_consumers);
+	id = at_fetch_add(&counter, 1);
+	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, path);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(), id);
+	snprintf(ctmp, sizeof(ctmp), "%s" CONS_SUFFIX ".tmp.%d.%u", path, (int)getpid(), id);
+
+	cfd = create_reserved(ctmp, o.mode, csize, "consumer area");
+	if (cfd < 0)
+		return cfd;
+	fd = create_reserved(tmp, o.mode, seg_file_size(o.ring_size), "topic segment");
+	if (fd < 0) {
+		r = fd;
+		goto fail;
+	}
+
+	c = mmap(NULL, CONS_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, cfd, 0);
+	h = mmap(NULL, SEG_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (c == MAP_FAILED || h == MAP_FAILED) {
+		r = bus_err(errno, "cannot map new segment '%s': %s", path, strerror(errno));
+		goto fail;
+	}
+	c->magic = CONS_MAGIC;
+	c->version = SEG_VERSION;
+	c->nslots = o.max_consumers;
+
+	h->magic = SEG_MAGIC;
+	h->version = SEG_VERSION;
+	h->hdr_size = SEG_HDR_SIZE;
+	h->ring_size = o.ring_size;
+	h->max_event = o.max_event;
+	h->max_consumers = o.max_consumers;
+	h->flags = o.flags;
+	/* The tail moves in 1/16-ring steps so that consumers, who re-read it
+	 * for every event, find it in their cache almost always. */
+	h->chunk_shift = log2u64(o.ring_size) - 4;
+	h->first_seq = o.first_seq;
+	h->created_ns = realtime_ns();
+	h->creator_pid = (uint32_t)getpid();
+	at_store_relaxed(&h->tail_seq, o.first_seq);
+	at_store_relaxed(&h->pub_seq, o.first_seq);
+	/* The files are private until the renames below; the renames order
+	 * these stores before anyone else can open them. */
+
+	if (renameat2(AT_FDCWD, ctmp, AT_FDCWD, cpath, RENAME_NOREPLACE) < 0) {
+		r = bus_err(errno, "cannot create topic '%s': %s%s", name, strerror(errno),
+			    errno == EEXIST ? " (its consumer area exists: remove the topic first)" : "");
+		goto fail;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+		r = bus_err(errno, "cannot create topic '%s': %s", name,
+			    errno == EEXIST ? "it already exists" : strerror(errno));
+		unlink(cpath);
+		goto fail;
+	}
+	munmap(c, CONS_HDR_SIZE);
+	munmap(h, SEG_HDR_SIZE);
+	close(fd);
+	close(cfd);
+	bus_err_clear();
+	return 0;
+fail:
+	if (c && c != MAP_FAILED)
+		munmap(c, CONS_HDR_SIZE);
+	if (h && h != MAP_FAILED)
+		munmap(h, SEG_HDR_SIZE);
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	close(cfd);
+	unlink(ctmp);
+	return r;
+}
+
+int seg_validate(const struct seg_hdr *h, uint64_t file_size, struct seg_geom *g)
+{
+	struct seg_geom v;
+	uint64_t magic = h->magic;
+	uint32_t version = h->version, hdr_size = h->hdr_size;
+
+	if (file_size < SEG_HDR_SIZE)
+		return bus_err(EPROTO, "segment truncated: %llu bytes, a header alone is %u",
+			       (unsigned long long)file_size, SEG_HDR_SIZE);
+	if (magic != SEG_MAGIC)
+		return bus_err(EPROTO, "not a bus topic segment (bad magic 0x%016llx)",
+			       (unsigned long long)magic);
+	if (version != SEG_VERSION)
+		return bus_err(EPROTO, "segment layout version %u, this libbus reads version %u",
+			       version, SEG_VERSION);
+	if (hdr_size != SEG_HDR_SIZE)
+		return bus_err(EPROTO, "segment header size %u, expected %u", hdr_size, SEG_HDR_SIZE);
+	/* Read each field once: the copy is what we check and what we use. */
+	v.ring_size = h->ring_size;
+	v.max_event = h->max_event;
+	v.nslots = h->max_consumers;
+	v.flags = h->flags;
+	v.chunk_shift = h->chunk_shift;
+	v.first_seq = h->first_seq;
+	if (!is_pow2(v.ring_size) || v.ring_size < BUS_RING_MIN || v.ring_size > BUS_RING_MAX)
+		return bus_err(EINVAL, "impossible geometry: ring size %llu",
+			       (unsigned long long)v.ring_size);
+	if (!v.max_event || v.max_event > v.ring_size / 2)
+		return bus_err(EINVAL, "impossible geometry: max event %u for a %llu-byte ring",
+			       v.max_event, (unsigned long long)v.ring_size);
+	if (!v.nslots || v.nslots > BUS_CONSUMERS_MAX)
+		return bus_err(EINVAL, "impossible geometry: %u consumer slots", v.nslots);
+	if (v.chunk_shift < 3 || v.chunk_shift >= log2u64(v.ring_size))
+		return bus_err(EINVAL, "impossible geometry: chunk shift %u", v.chunk_shift);
+	if (v.flags & ~BUS_TOPIC_GATING)
+		return bus_err(EINVAL, "unknown topic flags 0x%x", v.flags);
+	if (file_size != seg_file_size(v.ring_size))
+		return bus_err(EPROTO, "segment truncated or padded: %llu bytes, expected %llu",
+			       (unsigned long long)file_size,
+			       (unsigned long long)seg_file_size(v.ring_size));
+	*g = v;
+	return 0;
+}
+
+int seg_validate_cons(const struct cons_hdr *c, uint64_t file_size, uint32_t nslots)
+{
+	if (file_size < CONS_HDR_SIZE)
+		return bus_err(EPROTO, "consumer area truncated: %llu bytes",
+			       (unsigned long long)file_size);
+	if (c->magic != CONS_MAGIC)
+		return bus_err(EPROTO, "not a bus consumer area (bad magic)");
+	if (c->version != SEG_VERSION)
+		return bus_err(EPROTO, "consumer area layout version %u, expected %u",
+			       c->version, SEG_VERSION);
+	if (c->nslots != nslots)
+		return bus_err(EPROTO, "consumer area has %u slots, the segment says %u",
+			       c->nslots, nslots);
+	if (file_size != cons_file_size(nslots))
+		return bus_err(EPROTO, "consumer area truncated: %llu bytes, expected %llu",
+			       (unsigned long long)file_size,
+			       (unsigned long long)cons_file_size(nslots));
+	return 0;
+}
+
+static int open_file(const char *path, int flags, const char *name, const char *what)
+{
+	int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			return bus_err(e, "no topic '%s' (%s not found)", name, path);
+		if (e == ELOOP)
+			return bus_err(e, "%s of topic '%s' is a symlink: refused", what, name);
+		return bus_err(e, "cannot open %s of topic '%s': %s", what, name, strerror(e));
+	}
+	return fd;
+}
+
+static int file_size(int fd, uint64_t *size, const char *name)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return bus_err(errno, "stat topic '%s': %s", name, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return bus_err(EPROTO, "topic '%s' is not a regular file", name);
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+int seg_attach(const char *name, enum seg_role role, struct seg *s)
+{
+	char cpath[PATH_MAX + 8];
+	struct seg_hdr *probe;
+	uint64_t size, csize;
+	uint8_t *base;
+	int prot = role == SEG_PRODUCER ? PROT_READ | PROT_WRITE : PROT_READ;
+	int cprot = role == SEG_INSPECT ? PROT_READ : PROT_READ | PROT_WRITE;
+	int populate = role == SEG_INSPECT ? 0 : MAP_POPULATE;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = s->cfd = -1;
+	r = seg_path(name, s->path, sizeof(s->path));
+	if (r < 0)
+		return r;
+	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, s->path);
+
+	s->fd = open_file(s->path, role == SEG_PRODUCER ? O_RDWR : O_RDONLY, name, "segment");
+	if (s->fd < 0)
+		return s->fd;
+	r = file_size(s->fd, &size, name);
+	if (r < 0)
+		goto fail;
+	if (size < SEG_HDR_SIZE) {
+		r = bus_err(EPROTO, "topic '%s': segment truncated (%llu bytes)", name,
+			    (unsigned long long)size);
+		goto fail;
+	}
+	/* Validate the header from a private probe mapping before mapping the
+	 * rest: a bad ring size must not get as far as mmap. */
+	probe = mmap(NULL, SEG_HDR_SIZE, PROT_READ, MAP_SHARED, s->fd, 0);
+	if (probe == MAP_FAILED) {
+		r = bus_err(errno, "cannot map topic '%s': %s", name, strerror(errno));
+		goto fail;
+	}
+	r = seg_validate(probe, size, &s->g);
+	munmap(probe, SEG_HDR_SIZE);
+	if (r < 0) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s", bus_errmsg());
+		r = bus_err(-r, "topic '%s': %s", name, why);
+		goto fail;
+	}
+	s->mask = s->g.ring_size - 1;
+
+	s->cfd = open_file(cpath, role == SEG_INSPECT ? O_RDONLY : O_RDWR, name, "consumer area");
+	if (s->cfd < 0) {
+		r = s->cfd;
+		goto fail;
+	}
+	r = file_size(s->cfd, &csize, name);
+	if (r < 0)
+		goto fail;
+	if (csize < CONS_HDR_SIZE || csize != cons_file_size(s->g.nslots)) {
+		r = bus_err(EPROTO, "topic '%s': consumer area truncated (%llu bytes, expected %llu)",
+			    name, (unsigned long long)csize,
+			    (unsigned long long)cons_file_size(s->g.nslots));
+		goto fail;
+	}
+	s->cons_len = csize;
+	s->chdr = mmap(NULL, csize, cprot, MAP_SHARED | populate, s->cfd, 0);
+	if (s->chdr == MAP_FAILED) {
+		s->chdr = NULL;
+		r = bus_err(errno, "cannot map consumer area of '%s': %s", name, strerror(errno));
+		goto fail;
+	}
+	r = seg_validate_cons(s->chdr, csize, s->g.nslots);
+	if (r < 0) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s", bus_errmsg());
+		r = bus_err(-r, "topic '%s': %s", name, why);
+		goto fail;
+	}
+	s->slots = (struct cons_slot *)((uint8_t *)s->chdr + CONS_HDR_SIZE);
+
+	/* Reserve header + two ring lengths, then map the ring twice back to
+	 * back over the reservation: a record that runs off the end of the first
+	 * copy continues, byte for byte, in the second. */
+	s->map_len = SEG_HDR_SIZE + 2 * s->g.ring_size;
+	s->map = mmap(NULL, s->map_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->map == MAP_FAILED) {
+		s->map = NULL;
+		r = bus_err(errno, "cannot reserve %zu bytes of address space for '%s': %s",
+			    s->map_len, name, strerror(errno));
+		goto fail;
+	}
+	base = s->map;
+	if (mmap(base, SEG_HDR_SIZE + s->g.ring_size, prot, MAP_SHARED | MAP_FIXED | populate,
+		 s->fd, 0) == MAP_FAILED ||
+	    mmap(base + SEG_HDR_SIZE + s->g.ring_size, s->g.ring_size, prot,
+		 MAP_SHARED | MAP_FIXED | populate, s->fd, SEG_HDR_SIZE) == MAP_FAILED) {
+		r = bus_err(errno, "cannot map the ring of '%s': %s", name, strerror(errno));
+		goto fail;
+	}
+	s->hdr = (struct seg_hdr *)base;
+	s->ring = base + SEG_HDR_SIZE;
+	return 0;
+fail:
+	seg_detach(s);
+	return r;
+}
+
+void seg_detach(struct seg *s)
+{
+	if (s->map)
+		munmap(s->map, s->map_len);
+	if (s->chdr)
+		munmap(s->chdr, s->cons_len);
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->cfd >= 0)
+		close(s->cfd);
+	s->map = NULL;
+	s->chdr = NULL;
+	s->hdr = NULL;
+	s->fd = s->cfd = -1;
+}
+
+int seg_remove(const char *name)
+{
+	char cpath[PATH_MAX + 8];
+	struct seg s;
+	int r;
+
+	/* Attach first: only a valid bus segment is unlinked, never some other
+	 * file that happens to have the name. */
+	r = seg_attach(name, SEG_INSPECT, &s);
+	if (r < 0)
+		return r;
+	seg_detach(&s);
+	r = seg_attach(name, SEG_PRODUCER, &s);
+	if (r < 0)
+		return r;
+	/* Consumers load state (relaxed) when they run dry; the futex wake
+	 * below gets sleepers to look. The release orders nothing else: state is
+	 * a flag, not a publication. */
+	at_store_release(&s.hdr->state, SEG_STATE_DELETED);
+	at_fetch_add(&s.hdr->wake_gen, 1);
+	futex_wake_all(&s.hdr->wake_gen);
+	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, s.path);
+	if (unlink(s.path) < 0) {
+		r = bus_err(errno, "cannot remove topic '%s': %s", name, strerror(errno));
+		seg_detach(&s);
+		return r;
+	}
+	unlink(cpath);
+	seg_detach(&s);
+	bus_err_clear();
+	return 0;
+}

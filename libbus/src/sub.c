@@ -1,0 +1,643 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sub.c — the consumer side of the ring (protocol in ring.h).
+ *
+ * The fast path of bus_sub_next(): three stores to the consumer's own slot
+ * line, a header read, and one load of `tail`, a line the producer rewrites
+ * only once per 1/16 ring, so it is nearly always in our cache. `head` is
+ * loaded only when everything up to the last loaded head has been consumed:
+ * a consumer that falls behind takes everything published in one go.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "atomics.h"
+#include "err.h"
+#include "ring.h"
+#include "wait.h"
+
+#define DEFAULT_SPIN_NS 10000
+
+/* ------------------------------------------------------------------------ */
+/* Positions                                                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The oldest intact record and its sequence number, consistently: either a
+ * record at tail whose header we read before confirming tail did not move
+ * (C2), or an empty ring (tail == head) where tail_seq is the next number
+ * (T2: tail_seq is stored before tail, and cannot change while head == tail
+ * because the producer only moves tail over published records).
+ */
+static void oldest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64_t *head)
+{
+	for (;;) {
+		uint64_t t = at_load_acquire(&s->hdr->tail);     /* pairs with T2 */
+		uint64_t ts = at_load_acquire(&s->hdr->tail_seq); /* pairs with T2 */
+		uint64_t h = at_load_acquire(&s->hdr->head);     /* C1 */
+		const struct rec_hdr *r;
+		uint64_t rs;
+		uint32_t len;
+
+		if (h == t) {
+			*pos = t;
+			*seq = ts;
+			*head = h;
+			return;
+		}
+		r = ring_rec(s->ring, s->mask, t);
+		rs = r->seq;
+		len = r->len;
+		at_fence_acquire(); /* C2 */
+		/* A bad length with tail unchanged is corruption, not a race:
+		 * take it, and let peek() report it. */
+		(void)len;
+		if (at_load_relaxed(&s->hdr->tail) == t) {
+			*pos = t;
+			*seq = rs;
+			*head = h;
+			return;
+		}
+		/* Lapped while we looked: try again from the new tail. */
+	}
+}
+
+/* The newest record (position, seq, length), or 0 if none was ever
+ * published or it is being overwritten. */
+static int newest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64_t *size)
+{
+	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
+	/* `last` is released after the record at it is complete (pub.c). It
+	 * may already name a record whose head store we have not seen; that
+	 * record is complete, only not yet visible, and next() waits for it. */
+	uint64_t l = at_load_acquire(&s->hdr->last);
+	const struct rec_hdr *r;
+	uint64_t rs;
+	uint32_t len;
+
+	if (h == 0 && l == 0)
+		return 0;
+	r = ring_rec(s->ring, s->mask, l);
+	rs = r->seq;
+	len = r->len;
+	at_fence_acquire(); /* C2 */
+	if (at_load_relaxed(&s->hdr->tail) > l || len > s->max_event)
+		return 0;
+	*pos = l;
+	*seq = rs;
+	*size = rec_size(len);
+	return 1;
+}
+
+/* Find the record with sequence number `want` by walking from the tail. */
+static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
+{
+	uint64_t t, ts, h, lp, ls, lsz;
+	int tries;
+
+	for (tries = 0; tries < 64; tries++) {
+		oldest(s, &t, &ts, &h);
+		if (!newest(s, &lp, &ls, &lsz)) {
+			/* Nothing published, or all of it being overwritten. */
+			if (want == ts) {
+				s->pos = t;
+				s->seq = ts;
+				return 0;
+			}
+			if (at_load_acquire(&s->hdr->tail) != t)
+				continue;
+			return bus_err(ERANGE, "topic '%s': sequence %llu is not in the ring "
+				       "(it holds no event; the next will be %llu)", name,
+				       (unsigned long long)want, (unsigned long long)ts);
+		}
+		if (want < ts || want > ls + 1)
+			return bus_err(ERANGE, "topic '%s': sequence %llu is not in the ring "
+				       "(it holds %llu..%llu)", name, (unsigned long long)want,
+				       (unsigned long long)ts, (unsigned long long)ls);
+		if (want == ls + 1 || want == ls) {
+			s->pos = want == ls ? lp : lp + lsz;
+			s->seq = want;
+			return 0;
+		}
+		/* Walk; every header read is confirmed by the tail check after. */
+		uint64_t q = t, seq = ts;
+		int bad = 0;
+
+		while (seq < want && q < lp) {
+			const struct rec_hdr *r = ring_rec(s->ring, s->mask, q);
+			uint32_t len = r->len;
+
+			if (len > s->max_event || r->seq != seq) {
+				bad = 1;
+				break;
+			}
+			q += rec_size(len);
+			seq++;
+		}
+		at_fence_acquire(); /* C2 for every header read above */
+		if (at_load_relaxed(&s->hdr->tail) > t)
+			continue; /* lapped during the walk */
+		if (bad || seq != want)
+			return bus_err(EPROTO, "topic '%s' is corrupt near position %llu", name,
+				       (unsigned long long)q);
+		s->pos = q;
+		s->seq = seq;
+		return 0;
+	}
+	return bus_err(EAGAIN, "topic '%s': the producer overwrites the ring faster than "
+		       "sequence %llu can be found", name, (unsigned long long)want);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Attach                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int pid_alive(uint32_t pid)
+{
+	return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Take a free slot, or one whose owner died without closing it. */
+static struct cons_slot *slot_claim(struct seg *sg)
+{
+	uint32_t me = (uint32_t)getpid(), i, pass;
+
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < sg->g.nslots; i++) {
+			struct cons_slot *sl = &sg->slots[i];
+			uint32_t cur = at_load_relaxed(&sl->owner);
+
+			if (cur && (pass == 0 || pid_alive(cur)))
+				continue;
+			/* seq_cst CAS: the claim is the slot's only shared RMW. */
+			if (at_cas(&sl->owner, &cur, me))
+				return sl;
+		}
+	}
+	return NULL;
+}
+
+static void slot_publish(struct bus_sub *s);
+
+BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
+			    struct bus_sub **out)
+{
+	struct bus_sub_opts o = { .from = BUS_FROM_OLDEST };
+	struct bus_sub *s;
+	uint64_t pos, seq, size, head;
+	int r;
+
+	if (!out)
+		return bus_err(EINVAL, "bus_sub_open: no result pointer");
+	*out = NULL;
+	if (opts)
+		o = *opts;
+	if ((unsigned)o.from > BUS_FROM_SEQ)
+		return bus_err(EINVAL, "bus_sub_open: unknown start position %d", (int)o.from);
+	if (o.flags & ~BUS_SUB_GATING)
+		return bus_err(EINVAL, "bus_sub_open: unknown flags 0x%x", o.flags);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return bus_err(ENOMEM, "out of memory");
+	r = seg_attach(name, SEG_CONSUMER, &s->seg);
+	if (r < 0)
+		goto fail;
+	s->hdr = s->seg.hdr;
+	s->chdr = s->seg.chdr;
+	s->ring = s->seg.ring;
+	s->mask = s->seg.mask;
+	s->max_event = s->seg.g.max_event;
+	s->spin_ns = DEFAULT_SPIN_NS;
+	if ((o.flags & BUS_SUB_GATING) && !(s->seg.g.flags & BUS_TOPIC_GATING)) {
+		r = bus_err(EINVAL, "topic '%s' was not created with gating; "
+			    "a gating consumer needs BUS_TOPIC_GATING", name);
+		goto fail;
+	}
+	s->slot = slot_claim(&s->seg);
+	if (!s->slot) {
+		r = bus_err(EUSERS, "topic '%s': all %u consumer slots are taken", name,
+			    s->seg.g.nslots);
+		goto fail;
+	}
+	/* A dead previous owner may have left SLOT_GATING behind. */
+	at_store_release(&s->slot->flags, 0);
+
+	switch (o.from) {
+	case BUS_FROM_OLDEST:
+		oldest(s, &s->pos, &s->seq, &head);
+		break;
+	case BUS_FROM_NEWEST:
+	case BUS_FROM_END:
+		if (newest(s, &pos, &seq, &size)) {
+			s->pos = o.from == BUS_FROM_NEWEST ? pos : pos + size;
+			s->seq = o.from == BUS_FROM_NEWEST ? seq : seq + 1;
+		} else {
+			oldest(s, &s->pos, &s->seq, &head);
+		}
+		break;
+	case BUS_FROM_SEQ:
+		r = seek_seq(s, o.seq, name);
+		if (r < 0)
+			goto fail_slot;
+		break;
+	}
+
+	s->gating = !!(o.flags & BUS_SUB_GATING);
+	s->asym = s->gating && membarrier_register();
+	at_store_relaxed(&s->slot->events, 0);
+	at_store_relaxed(&s->slot->lapped, 0);
+	at_store_relaxed(&s->slot->lost, 0);
+	at_store_relaxed(&s->slot->sleeping, 0);
+	slot_publish(s);
+	/* Flags last (release): a producer that sees SLOT_GATING (acquire)
+	 * also sees the position it must not overwrite. */
+	at_store_release(&s->slot->flags, (s->gating ? SLOT_GATING : 0) |
+					  (s->asym ? SLOT_ASYM : 0));
+	if (s->gating)
+		at_fence_seq_cst();
+	*out = s;
+	bus_err_clear();
+	return 0;
+fail_slot:
+	at_store_release(&s->slot->owner, 0);
+fail:
+	seg_detach(&s->seg);
+	free(s);
+	return r;
+}
+
+BUS_EXPORT void bus_sub_close(struct bus_sub *s)
+{
+	if (!s)
+		return;
+	/* Stop gating before letting go of the slot; the producer must not wait
+	 * for a consumer that is gone. Release: our reads are done. */
+	at_store_release(&s->slot->flags, 0);
+	at_store_release(&s->slot->owner, 0);
+	/* A producer asleep in gate_wait() may have been waiting for us. */
+	if (s->gating) {
+		at_fetch_add(&s->chdr->gate_gen, 1);
+		futex_wake_all(&s->chdr->gate_gen);
+	}
+	seg_detach(&s->seg);
+	free(s);
+}
+
+BUS_EXPORT uint64_t bus_sub_next_seq(const struct bus_sub *s)
+{
+	return s->seq;
+}
+
+BUS_EXPORT void bus_sub_set_spin(struct bus_sub *s, int64_t spin_ns)
+{
+	s->spin_ns = spin_ns < 0 ? 0 : spin_ns;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Tell the world (tools, a gating producer) how far we are: everything
+ * before s->pos is done with. */
+static inline void slot_publish(struct bus_sub *s)
+{
+	struct cons_slot *sl = s->slot;
+
+	at_store_relaxed(&sl->seq, s->seq);
+	at_store_relaxed(&sl->events, s->events);
+	/* G1: pairs with G3 in the producer: our reads of the bytes before pos
+	 * happen before it overwrites them. */
+	at_store_release(&sl->pos, s->pos);
+	if (unlikely(s->gating)) {
+		/* G2: pos store before the gate_req load (Dekker with G4). */
+		if (s->asym)
+			at_compiler_barrier();
+		else
+			at_fence_seq_cst();
+		uint32_t req = at_load_relaxed(&s->chdr->gate_req);
+		if (unlikely(req == at_load_relaxed(&s->chdr->gate_gen))) {
+			at_fetch_add(&s->chdr->gate_gen, 1);
+			futex_wake_all(&s->chdr->gate_gen);
+		}
+	}
+}
+
+/* We were lapped (tail passed s->pos): jump to the oldest intact record and
+ * report what was skipped. */
+static int resync(struct bus_sub *s, struct bus_event *ev)
+{
+	uint64_t pos, seq;
+
+	oldest(s, &pos, &seq, &s->head);
+	if (seq <= s->seq)  /* cannot happen unless the segment is corrupt */
+		return bus_err(EPROTO, "lapped, but the oldest event (%llu) is not newer than "
+			       "the one expected (%llu): segment corrupt",
+			       (unsigned long long)seq, (unsigned long long)s->seq);
+	ev->data = NULL;
+	ev->len = 0;
+	ev->type = 0;
+	ev->ts_ns = 0;
+	ev->seq = s->seq;
+	ev->lost = seq - s->seq;
+	ev->pos_ = s->pos;
+	s->lapped++;
+	s->lost += ev->lost;
+	at_store_relaxed(&s->slot->lapped, s->lapped);
+	at_store_relaxed(&s->slot->lost, s->lost);
+	s->pos = pos;
+	s->seq = seq;
+	slot_publish(s);
+	return -ENOBUFS;
+}
+
+/* Nothing between pos and the last head: refresh head, notice laps and
+ * deletion. Returns 1 if there is a record now, else what next() returns. */
+static int refill(struct bus_sub *s, struct bus_event *ev)
+{
+	s->head = at_load_acquire(&s->hdr->head);  /* C1: pairs with P1 */
+	if (s->pos < s->head)
+		return 1;
+	/* Lapped while idle? (tail may equal head after a big overwrite.) */
+	if (unlikely(at_load_acquire(&s->hdr->tail) > s->pos))
+		return resync(s, ev);
+	if (unlikely(at_load_relaxed(&s->hdr->state) != SEG_STATE_LIVE)) {
+		/* Deleted: drain what is left, then report the end. */
+		s->head = at_load_acquire(&s->hdr->head);
+		if (s->pos < s->head)
+			return 1;
+		return -EPIPE;
+	}
+	return 0;
+}
+
+/* Look at the record at s->pos without consuming it. */
+static inline int peek(struct bus_sub *s, struct bus_event *ev)
+{
+	const struct rec_hdr *rh;
+	uint32_t len, type;
+	uint64_t seq, ts;
+	int r;
+
+	if (unlikely(s->pos >= s->head)) {
+		r = refill(s, ev);
+		if (r != 1)
+			return r;
+	}
+	rh = ring_rec(s->ring, s->mask, s->pos);
+	len = rh->len;
+	type = rh->type;
+	seq = rh->seq;
+	ts = rh->ts_ns;
+	/* C2: the header loads before the tail load; pairs with T3. */
+	at_fence_acquire();
+	if (unlikely(at_load_relaxed(&s->hdr->tail) > s->pos))
+		return resync(s, ev);
+	/* Not lapped, so the header is what the producer committed; still
+	 * check it: the segment is shared memory, not trusted memory. */
+	if (unlikely(len > s->max_event || seq != s->seq ||
+		     s->pos + rec_size(len) > s->head))
+		return bus_err(EPROTO, "corrupt record at position %llu: length %u, sequence "
+			       "%llu (expected %llu)", (unsigned long long)s->pos, len,
+			       (unsigned long long)seq, (unsigned long long)s->seq);
+	ev->data = rh + 1;
+	ev->len = len;
+	ev->type = type;
+	ev->seq = seq;
+	ev->ts_ns = ts;
+	ev->lost = 0;
+	ev->pos_ = s->pos;
+	return 1;
+}
+
+static inline void advance(struct bus_sub *s, const struct bus_event *ev)
+{
+	s->pos += rec_size(ev->len);
+	s->seq++;
+	s->events++;
+}
+
+BUS_EXPORT int bus_sub_next(struct bus_sub *s, struct bus_event *ev)
+{
+	int r;
+
+	/* The previous view is done with: tell the producer/tools. */
+	slot_publish(s);
+	r = peek(s, ev);
+	if (likely(r == 1))
+		advance(s, ev);
+	return r;
+}
+
+BUS_EXPORT int bus_sub_confirm(struct bus_sub *s, const struct bus_event *ev)
+{
+	/* C3: the caller's loads of the payload before the tail load. */
+	at_fence_acquire();
+	if (likely(at_load_relaxed(&s->hdr->tail) <= ev->pos_))
+		return 0;
+	/* Overwritten while in use: rewind so that the next call reports the
+	 * gap from this event on (it was never validly received). */
+	if (ev->seq < s->seq) {
+		s->pos = ev->pos_;
+		s->seq = ev->seq;
+		s->events -= s->events ? 1 : 0;
+	}
+	return -ENOBUFS;
+}
+
+BUS_EXPORT int bus_sub_read(struct bus_sub *s, void *buf, size_t size, struct bus_event *ev)
+{
+	int r;
+
+	slot_publish(s);
+	for (;;) {
+		r = peek(s, ev);
+		if (r != 1)
+			return r;
+		if (ev->len > size)
+			return bus_err(EMSGSIZE, "event %llu has %u bytes, the buffer %zu",
+				       (unsigned long long)ev->seq, ev->len, size);
+		memcpy(buf, ev->data, ev->len);
+		/* C3: the copy before the tail re-check; pairs with T3. */
+		at_fence_acquire();
+		if (likely(at_load_relaxed(&s->hdr->tail) <= ev->pos_))
+			break;
+		/* Torn while copying: peek again, which reports the gap. */
+	}
+	ev->data = buf;
+	advance(s, ev);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static inline int sub_ready(struct bus_sub *s)
+{
+	return at_load_acquire(&s->hdr->head) > s->pos ||     /* C1 */
+	       at_load_acquire(&s->hdr->tail) > s->pos ||     /* lapped: report it */
+	       at_load_relaxed(&s->hdr->state) != SEG_STATE_LIVE;
+}
+
+/*
+ * Announce that we are about to sleep on generation `gen` (W2) and make the
+ * announcement visible to the producer before we look at head again (W3).
+ * Returns the longest we may sleep without risking a lost wakeup: forever,
+ * or a short poll when no barrier can pair with the producer's P2.
+ */
+static int64_t sub_prepare_sleep(struct bus_sub *s, uint32_t gen)
+{
+	/* W2: raise wake_req to our generation (CAS max; several consumers may
+	 * announce at once, and a stale lower value must not win). */
+	at_max_u32(&s->chdr->wake_req, gen);
+	/* W3: pairs with P2. The seq_cst CAS above already orders our stores
+	 * before our loads; membarrier makes the producer's compiler-barrier
+	 * side a real barrier. */
+	if (membarrier_heavy() == 0)
+		return -1;
+	if (at_load_relaxed(&s->hdr->pub_fence) == FENCE_FULL)
+		return -1;  /* the producer fences itself; our CAS pairs with it */
+	return 1000000; /* no way to pair: poll every millisecond */
+}
+
+static int64_t remaining(uint64_t deadline)
+{
+	uint64_t now;
+
+	if (deadline == UINT64_MAX)
+		return -1;
+	now = mono_ns();
+	return now >= deadline ? 0 : (int64_t)(deadline - now);
+}
+
+static int64_t min_timeout(int64_t a, int64_t b)
+{
+	if (a < 0)
+		return b;
+	if (b < 0)
+		return a;
+	return a < b ? a : b;
+}
+
+BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
+{
+	uint64_t start, deadline;
+	int64_t left, cap;
+	uint32_t gen;
+	int r;
+
+	if (sub_ready(s))
+		return 1;
+	/* Everything up to here is read: publish the exact position before we
+	 * go quiet (lag shows 0, a gating producer may go on). */
+	slot_publish(s);
+	start = mono_ns();
+	deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
+	if (s->spin_ns > 0) {
+		uint64_t spin_end = start + (uint64_t)s->spin_ns;
+		unsigned i = 0;
+
+		for (;;) {
+			at_cpu_relax();
+			if (sub_ready(s))
+				return 1;
+			if ((++i & 63) == 0 && mono_ns() >= spin_end)
+				break;
+		}
+	}
+	for (;;) {
+		left = remaining(deadline);
+		if (left == 0)
+			return sub_ready(s) ? 1 : -ETIMEDOUT;
+		/* W1: pairs with the producer's wake (an RMW on wake_gen after
+		 * P1): if we read the new generation we also see its head. */
+		gen = at_load_acquire(&s->hdr->wake_gen);
+		cap = sub_prepare_sleep(s, gen);
+		if (sub_ready(s))
+			return 1;
+		at_store_relaxed(&s->slot->sleeping, 1);
+		r = futex_wait_shared(&s->hdr->wake_gen, gen, min_timeout(left, cap));
+		at_store_relaxed(&s->slot->sleeping, 0);
+		if (r == -EINTR)
+			return -EINTR;
+		if (sub_ready(s))
+			return 1;
+	}
+}
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+struct waitv_entry {          /* struct futex_waitv, spelled out for old headers */
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t reserved;
+};
+
+#define WAITV_MAX 128
+
+BUS_EXPORT int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t timeout_ns)
+{
+	struct waitv_entry w[WAITV_MAX];
+	struct timespec abs;
+	uint64_t deadline;
+	int64_t cap = -1;
+	unsigned i;
+	long r;
+
+	if (!subs || n == 0 || n > WAITV_MAX)
+		return bus_err(EINVAL, "bus_wait_any: %u consumers (1 to %d allowed)", n, WAITV_MAX);
+	deadline = timeout_ns < 0 ? UINT64_MAX : mono_ns() + (uint64_t)timeout_ns;
+	for (;;) {
+		for (i = 0; i < n; i++)
+			if (sub_ready(subs[i]))
+				return (int)i;
+		if (remaining(deadline) == 0)
+			return -ETIMEDOUT;
+		/* W1/W2 for every topic, one W3 for all of them. */
+		for (i = 0; i < n; i++) {
+			uint32_t gen = at_load_acquire(&subs[i]->hdr->wake_gen);
+
+			at_max_u32(&subs[i]->chdr->wake_req, gen);
+			w[i].val = gen;
+			w[i].uaddr = (uint64_t)(uintptr_t)&subs[i]->hdr->wake_gen;
+			w[i].flags = FUTEX_32; /* shared: no FUTEX2_PRIVATE */
+			w[i].reserved = 0;
+		}
+		if (membarrier_heavy() < 0)
+			for (i = 0; i < n; i++)
+				if (at_load_relaxed(&subs[i]->hdr->pub_fence) != FENCE_FULL)
+					cap = 1000000;
+		for (i = 0; i < n; i++)
+			if (sub_ready(subs[i]))
+				return (int)i;
+		{
+			uint64_t until = deadline;
+			int64_t left = remaining(deadline);
+
+			if (cap >= 0 && (left < 0 || left > cap))
+				until = mono_ns() + (uint64_t)cap;
+			if (until != UINT64_MAX) {
+				abs.tv_sec = (time_t)(until / 1000000000ull);
+				abs.tv_nsec = (long)(until % 1000000000ull);
+			}
+			r = syscall(SYS_futex_waitv, w, n, 0,
+				    until == UINT64_MAX ? NULL : &abs, CLOCK_MONOTONIC);
+		}
+		if (r < 0) {
+			if (errno == ENOSYS)
+				return bus_err(ENOSYS, "futex_waitv needs Linux 5.16 or later");
+			if (errno == EINTR)
+				return -EINTR;
+			if (errno != EAGAIN && errno != ETIMEDOUT)
+				return bus_err(errno, "futex_waitv: %s", strerror(errno));
+		}
+	}
+}
