@@ -190,12 +190,22 @@ int seg_create(const char *name, const struct bus_topic_opts *in)
 	h->creator_pid = (uint32_t)getpid();
 	at_store_relaxed(&h->tail_seq, o.first_seq);
 	at_store_relaxed(&h->pub_seq, o.first_seq);
+	/* wake_req (0) must differ from wake_gen until a consumer asks for a
+	 * wake, or the first publish would make a FUTEX_WAKE for nobody. */
+	at_store_relaxed(&h->wake_gen, 1);
 	/* The files are private until the renames below; the renames order
 	 * these stores before anyone else can open them. */
 
 	if (renameat2(AT_FDCWD, ctmp, AT_FDCWD, cpath, RENAME_NOREPLACE) < 0) {
-		r = bus_err(errno, "cannot create topic '%s': %s%s", name, strerror(errno),
-			    errno == EEXIST ? " (its consumer area exists: remove the topic first)" : "");
+		int e = errno;
+
+		if (e == EEXIST && faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			r = bus_err(EEXIST, "cannot create topic '%s': it already exists", name);
+		else if (e == EEXIST)
+			r = bus_err(EEXIST, "cannot create topic '%s': a stale consumer area "
+				    "'%s' is in the way (remove it)", name, cpath);
+		else
+			r = bus_err(e, "cannot create topic '%s': %s", name, strerror(e));
 		goto fail;
 	}
 	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
