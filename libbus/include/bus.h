@@ -73,17 +73,22 @@ struct bus_topic_opts {
 /*
  * Create a topic segment. The pages are reserved up front, so a segment
  * that does not fit fails here (-ENOSPC) and never with SIGBUS later.
- * opts may be NULL for all defaults.
- * Errors: -EEXIST, -EINVAL (bad name or geometry), -ENOSPC, -EACCES, other
- * errno from open(2)/fallocate(2).
+ * opts may be NULL for all defaults. NAME gets opts->mode; NAME@cons the
+ * same plus write for whoever may read (readers are consumers, and
+ * consumers write their cursor).
+ * Errors: -EEXIST (the topic, or a stale NAME@cons, exists), -EINVAL (bad
+ * name or geometry), -ENAMETOOLONG, -ENOSPC, -EACCES, other errno from
+ * open(2), posix_fallocate(3), mmap(2), renameat2(2).
  */
 int bus_topic_create(const char *name, const struct bus_topic_opts *opts);
 
 /*
- * Mark a topic deleted and unlink its files. Attached producers get -EPIPE on
- * their next claim; attached consumers read what remains, then get -EPIPE.
- * Mappings stay valid until each handle is closed.
- * Errors: -ENOENT, -EACCES, -EPROTO (not a bus segment).
+ * Unlink a topic's files and mark it deleted. Attached producers get -EPIPE
+ * on their next claim; attached consumers read what remains, then get
+ * -EPIPE. Mappings stay valid until each handle is closed. Only a valid bus
+ * segment is removed, never another file of that name.
+ * Errors: -ENOENT, -EACCES/-EPERM, -ELOOP (a symlink), -EPROTO/-EINVAL (not
+ * a valid bus segment), -ENAMETOOLONG.
  */
 int bus_topic_remove(const char *name);
 
@@ -110,7 +115,7 @@ struct bus_consumer_info {
 	uint32_t pid;
 	uint32_t gating;         /* 1 if the producer waits for this consumer */
 	uint32_t sleeping;       /* 1 while asleep on the futex */
-	uint64_t next_seq;       /* next sequence number it will read */
+	uint64_t next_seq;       /* first sequence number it has not finished */
 	uint64_t lag;            /* events published that it has not read */
 	uint64_t events;         /* events it has read */
 	uint64_t lapped;         /* times it was lapped */
@@ -119,9 +124,11 @@ struct bus_consumer_info {
 
 /*
  * Read a topic's header and consumer slots without disturbing it (read-only).
- * Fills *info, and up to ncons entries of cons (may be NULL). Returns the
- * number of attached consumers (may exceed ncons).
- * Errors: -ENOENT, -EACCES, -EPROTO.
+ * Fills *info (may be NULL), and up to ncons entries of cons (may be NULL).
+ * Returns the number of attached consumers (may exceed ncons). A consumer's
+ * position is the one it last published: on entry to next()/read() and
+ * when it goes to sleep, so the event it is handling counts as unread.
+ * Errors: -ENOENT, -EACCES, -ELOOP, -EPROTO/-EINVAL (not a valid segment).
  */
 int bus_topic_stat(const char *name, struct bus_topic_info *info,
 		   struct bus_consumer_info *cons, unsigned ncons);
@@ -141,8 +148,9 @@ struct bus_pub;
  * Attach as the topic's producer. Exactly one producer may be attached: the
  * lease is a lock the kernel drops when the holder dies, so a producer that
  * is killed leaves the topic free. A new producer continues the sequence.
- * Errors: -ENOENT, -EACCES, -EPROTO/-EINVAL (not a valid segment),
- * -EBUSY (another producer holds the lease; bus_errmsg() names its pid).
+ * Errors: -ENOENT, -EACCES, -ELOOP, -EPROTO/-EINVAL (not a valid segment,
+ * or a corrupt ring), -EBUSY (another producer holds the lease;
+ * bus_errmsg() names its pid), -EPIPE (the topic is marked deleted).
  */
 int bus_pub_open(const char *name, struct bus_pub **pub);
 
@@ -162,7 +170,7 @@ int bus_pub_claim(struct bus_pub *pub, size_t len, void **buf);
  * Finish the claimed event with its final length (<= the claimed length) and
  * type word. It gets the next sequence number and a wall-clock timestamp and
  * becomes visible, unless flags has BUS_MORE.
- * Errors: -EINVAL (nothing claimed, or len larger than claimed).
+ * Errors: -EINVAL (nothing claimed, len larger than claimed, unknown flags).
  */
 int bus_pub_commit(struct bus_pub *pub, uint32_t type, size_t len, unsigned flags);
 
@@ -206,9 +214,15 @@ struct bus_sub_opts {
 /*
  * Attach as a consumer: maps the ring and producer state read-only and takes
  * a cursor slot. opts may be NULL (BUS_FROM_OLDEST).
- * Errors: -ENOENT, -EACCES, -EPROTO/-EINVAL (not a valid segment),
- * -ERANGE (BUS_FROM_SEQ: no longer, or not yet, in the ring),
- * -EUSERS (all cursor slots taken), -EINVAL (gating on a non-gating topic).
+ * Errors: -ENOENT, -EACCES, -ELOOP, -EPROTO/-EINVAL (not a valid segment),
+ * -ERANGE (BUS_FROM_SEQ: no longer, or not yet, in the ring), -EAGAIN
+ * (BUS_FROM_SEQ: the producer kept overwriting the ring faster than the
+ * search), -EUSERS (all cursor slots taken), -EINVAL (bad options, or
+ * gating on a topic created without BUS_TOPIC_GATING).
+ *
+ * Gating protects from the open on, with one window: a claim that is
+ * already making room while the open runs may still overwrite the start,
+ * and the first read then reports that as a gap (-ENOBUFS).
  */
 int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 		 struct bus_sub **sub);
@@ -249,22 +263,25 @@ int bus_sub_confirm(struct bus_sub *sub, const struct bus_event *ev);
 /*
  * Copy the next event's payload into buf and confirm it before returning.
  * Same returns as bus_sub_next(); ev->data points into buf. If size is too
- * small: -EMSGSIZE, ev->len = the size needed, the event is not consumed.
+ * small: -EMSGSIZE, ev->len = the size needed (ev->data then points into the
+ * ring), and the event is not consumed.
  */
 int bus_sub_read(struct bus_sub *sub, void *buf, size_t size, struct bus_event *ev);
 
 /*
- * Wait until an event (or the deletion of the topic) is there to be read:
- * spin briefly, then sleep on the topic's futex. Returns 1 when there is
- * something to read, -ETIMEDOUT when timeout_ns passed (a negative timeout
- * waits forever), -EINTR if a signal interrupted the sleep.
+ * Wait until bus_sub_next() has something to say (an event, a gap report,
+ * the deletion of the topic): spin briefly (never past the timeout), then
+ * sleep on the topic's futex. Returns 1 when there is something, -ETIMEDOUT
+ * when timeout_ns passed (negative: no deadline; the sleep is still taken
+ * a second at a time), -EINTR if a signal interrupted the sleep.
  */
 int bus_sub_wait(struct bus_sub *sub, int64_t timeout_ns);
 
 /*
  * Wait on several consumers (any topics) at once with futex_waitv(2).
  * Returns the index of a consumer with something to read, -ETIMEDOUT,
- * -EINTR, -EINVAL (n == 0 or n > 128), -ENOSYS (kernel < 5.16).
+ * -EINTR, -EINVAL (subs NULL, n == 0 or n > 128), -ENOSYS (kernel < 5.16,
+ * reported when it would have to sleep), other errors of futex_waitv(2).
  */
 int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t timeout_ns);
 

@@ -384,9 +384,11 @@ BUS_EXPORT int bus_pub_commit(struct bus_pub *p, uint32_t type, size_t len, unsi
 {
 	struct rec_hdr *r = p->claim;
 
-	if (unlikely(!r || len > p->claim_len))
-		return bus_err(EINVAL, r ? "commit of %zu bytes, only %u claimed"
-					 : "commit without a claim (%zu bytes)", len, p->claim_len);
+	if (unlikely(!r || len > p->claim_len || (flags & ~BUS_MORE)))
+		return bus_err(EINVAL, !r ? "commit without a claim (%zu bytes, %u)"
+				   : len > p->claim_len ? "commit of %zu bytes, only %u claimed"
+				   : "commit of %zu bytes: unknown flags (claimed %u)",
+			       len, p->claim_len);
 	r->len = (uint32_t)len;
 	r->type = type;
 	r->seq = p->seq++;
@@ -406,7 +408,8 @@ BUS_EXPORT int bus_pub_publish(struct bus_pub *p, uint32_t type, const void *dat
 
 	if (unlikely(r < 0))
 		return r;
-	memcpy(buf, data, len);
+	if (len)  /* data may be NULL for an empty event */
+		memcpy(buf, data, len);
 	return bus_pub_commit(p, type, len, flags);
 }
 

@@ -156,7 +156,10 @@ int seg_create(const char *name, const struct bus_topic_opts *in)
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(), id);
 	snprintf(ctmp, sizeof(ctmp), "%s" CONS_SUFFIX ".tmp.%d.%u", path, (int)getpid(), id);
 
-	cfd = create_reserved(ctmp, o.mode, csize, "consumer area");
+	/* Reading a topic is consuming it, and a consumer writes its cursor:
+	 * whoever may read NAME may also write NAME@cons (0640 -> 0660). Only
+	 * writers of NAME can produce. */
+	cfd = create_reserved(ctmp, o.mode | ((o.mode & 0444) >> 1), csize, "consumer area");
 	if (cfd < 0)
 		return cfd;
 	fd = create_reserved(tmp, o.mode, seg_file_size(o.ring_size), "topic segment");
@@ -462,12 +465,7 @@ int seg_remove(const char *name)
 	r = seg_attach(name, SEG_PRODUCER, &s);
 	if (r < 0)
 		return r;
-	/* Consumers load state (relaxed) when they run dry; the futex wake
-	 * below gets sleepers to look. The release orders nothing else: state is
-	 * a flag, not a publication. */
-	at_store_release(&s.hdr->state, SEG_STATE_DELETED);
-	at_fetch_add(&s.hdr->wake_gen, 1);
-	futex_wake_all(&s.hdr->wake_gen);
+	/* Unlink first: if we may not, nothing changes. */
 	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, s.path);
 	if (unlink(s.path) < 0) {
 		r = bus_err(errno, "cannot remove topic '%s': %s", name, strerror(errno));
@@ -475,6 +473,12 @@ int seg_remove(const char *name)
 		return r;
 	}
 	unlink(cpath);
+	/* Consumers load state (relaxed) when they run dry; the futex wake
+	 * below gets sleepers to look. The release orders nothing else: state is
+	 * a flag, not a publication. */
+	at_store_release(&s.hdr->state, SEG_STATE_DELETED);
+	at_fetch_add(&s.hdr->wake_gen, 1);
+	futex_wake_all(&s.hdr->wake_gen);
 	seg_detach(&s);
 	bus_err_clear();
 	return 0;

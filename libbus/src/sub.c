@@ -22,6 +22,7 @@
 #include "wait.h"
 
 #define DEFAULT_SPIN_NS 10000
+#define MAX_SLEEP_NS    1000000000ll
 
 /* ------------------------------------------------------------------------ */
 /* Positions                                                                */
@@ -540,6 +541,9 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 	deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
 	if (s->spin_ns > 0) {
 		uint64_t spin_end = start + (uint64_t)s->spin_ns;
+
+		if (spin_end > deadline)  /* never spin past the caller's timeout */
+			spin_end = deadline;
 		unsigned i = 0;
 
 		for (;;) {
@@ -561,7 +565,11 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 		if (sub_ready(s))
 			return 1;
 		at_store_relaxed(&s->slot->sleeping, 1);
-		r = futex_wait_shared(&s->hdr->wake_gen, gen, min_timeout(left, cap));
+		/* Invariant 8: every sleep is bounded, even "forever" (a
+		 * second at a time), so a wakeup lost to a bug or a hostile
+		 * producer costs latency, never liveness. */
+		r = futex_wait_shared(&s->hdr->wake_gen, gen,
+				      min_timeout(min_timeout(left, cap), MAX_SLEEP_NS));
 		at_store_relaxed(&s->slot->sleeping, 0);
 		if (r == -EINTR)
 			return -EINTR;
@@ -595,6 +603,8 @@ BUS_EXPORT int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t tim
 	if (!subs || n == 0 || n > WAITV_MAX)
 		return bus_err(EINVAL, "bus_wait_any: %u consumers (1 to %d allowed)", n, WAITV_MAX);
 	deadline = timeout_ns < 0 ? UINT64_MAX : mono_ns() + (uint64_t)timeout_ns;
+	for (i = 0; i < n; i++)  /* as bus_sub_wait: exact positions before going quiet */
+		slot_publish(subs[i]);
 	for (;;) {
 		for (i = 0; i < n; i++)
 			if (sub_ready(subs[i]))
@@ -622,7 +632,9 @@ BUS_EXPORT int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t tim
 			uint64_t until = deadline;
 			int64_t left = remaining(deadline);
 
-			if (cap >= 0 && (left < 0 || left > cap))
+			if (cap < 0 || cap > MAX_SLEEP_NS)
+				cap = MAX_SLEEP_NS;  /* bounded, as in bus_sub_wait() */
+			if (left < 0 || left > cap)
 				until = mono_ns() + (uint64_t)cap;
 			if (until != UINT64_MAX) {
 				abs.tv_sec = (time_t)(until / 1000000000ull);
