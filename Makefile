@@ -110,7 +110,7 @@ asan: deps
 tsan: deps
 	$(Q)$(MAKE) --no-print-directory B=build-tsan OPT=-O1 CRSHIM=1 \
 	  SAN="-fsanitize=thread -fno-omit-frame-pointer -Wno-tsan" tests-build
-	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	$(Q)TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  BUS_TEST_SCALE=$${BUS_TEST_SCALE:-0.1} BUS_TEST_THREADS=1 \
 	  sh mk/run-tests.sh build-tsan $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN:$(B)/%=build-tsan/%)
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -182,7 +183,9 @@ pid_t t_fork(int (*fn)(void *), void *arg)
 		abort();
 	}
 	if (pid == 0) {
-		/* Die with the test if it is killed. */
+		/* Die with the test if it is killed (Criterion kills a test
+		 * that times out; its children must not outlive it). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int rc = fn(arg);
 
 		_exit(rc & 0xff);

@@ -314,6 +314,10 @@ Test(segment, consumer_writing_to_the_ring_or_header_dies_with_sigsegv)
 {
 	struct bus_pub *p;
 
+#ifdef __SANITIZE_THREAD__
+	cr_skip_test("TSan builds map consumers read-write (seg.c: alias_find); "
+		     "the read-only enforcement is tested by the other builds");
+#endif
 	ro_topic = t_topic("ro");
 	cr_assert_eq(bus_topic_create(ro_topic, NULL), 0);
 	cr_assert_eq(bus_pub_open(ro_topic, &p), 0);

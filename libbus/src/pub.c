@@ -72,6 +72,15 @@ static int pub_recover(struct bus_pub *p, const char *name)
 		}
 		tail_seq = ring_rec(p->ring, p->mask, tail)->seq;
 	}
+	/* Make `last` and the statistics exact again: the previous producer
+	 * may have died between its head store and these. */
+	if (tail < head) {
+		for (q = tail; q + rec_size(ring_rec(p->ring, p->mask, q)->len) < head;
+		     q += rec_size(ring_rec(p->ring, p->mask, q)->len))
+			;
+		at_store_release(&h->last, q);
+	}
+	at_store_relaxed(&h->pub_seq, seq);
 	p->pos = p->published = head;
 	p->tail = tail;
 	p->tail_seq = tail_seq;
@@ -283,13 +292,16 @@ static int pub_publish(struct bus_pub *p)
 		n++;
 	} while (q < p->pos);
 
-	/* `last` is released so a consumer that loads it finds the record there
-	 * complete; statistics are relaxed (one writer, readers tolerate skew). */
+	/* P1: pairs with C1. Everything written above becomes visible. */
+	at_store_release(&p->hdr->head, p->pos);
+	/* After head, so that `last` never names a record that is not visible
+	 * (a producer killed between the two stores leaves `last` one publish
+	 * behind, which newest() walks past). Release: a consumer that loads
+	 * `last` (acquire) then sees a head at least as far. Statistics are
+	 * relaxed (one writer, readers tolerate skew). */
 	at_store_release(&p->hdr->last, last);
 	at_store_relaxed(&p->hdr->pub_seq, p->seq);
 	at_store_relaxed(&p->hdr->bytes, p->bytes);
-	/* P1: pairs with C1. Everything written above becomes visible. */
-	at_store_release(&p->hdr->head, p->pos);
 	p->published = p->pos;
 
 	/* P2: head store before the wake_req load (pairs with W3). */

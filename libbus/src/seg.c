@@ -329,7 +329,103 @@ static int file_size(int fd, uint64_t *size, const char *name)
 	return 0;
 }
 
+#ifdef __SANITIZE_THREAD__
+/*
+ * ThreadSanitizer tracks memory by virtual address. Each handle maps the
+ * segment on its own, so a producer and a consumer in one process would touch
+ * the same ring through two addresses and TSan would see no race and no
+ * happens-before at all. TSan builds therefore share one read-write mapping
+ * per segment per process (consumers open the files read-write, which only
+ * works for processes allowed to; the read-only enforcement is tested in the
+ * other builds). Never compiled into a normal build.
+ */
+#include <pthread.h>
+
+static struct tsan_alias {
+	dev_t dev;
+	ino_t ino;
+	int refs;
+	void *map;
+	size_t map_len;
+	struct cons_hdr *chdr;
+	size_t cons_len;
+} aliases[64];
+/* Held across a whole attach, so that two threads attaching the same segment
+ * at once cannot both miss the registry and map it twice. */
+static pthread_mutex_t alias_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Reuse the process's mapping of this segment if there is one. */
+static int alias_find(struct seg *s)
+{
+	struct stat st;
+	int i, found = 0;
+
+	if (fstat(s->fd, &st) < 0)
+		return 0;
+	for (i = 0; i < 64; i++) {
+		if (aliases[i].refs && aliases[i].dev == st.st_dev && aliases[i].ino == st.st_ino) {
+			aliases[i].refs++;
+			s->map = aliases[i].map;
+			s->map_len = aliases[i].map_len;
+			s->chdr = aliases[i].chdr;
+			s->cons_len = aliases[i].cons_len;
+			found = 1;
+			break;
+		}
+	}
+	return found;
+}
+
+static void alias_add(struct seg *s)
+{
+	struct stat st;
+	int i;
+
+	if (fstat(s->fd, &st) < 0)
+		return;
+	for (i = 0; i < 64; i++) {
+		if (!aliases[i].refs) {
+			aliases[i] = (struct tsan_alias){ st.st_dev, st.st_ino, 1, s->map,
+							  s->map_len, s->chdr, s->cons_len };
+			break;
+		}
+	}
+}
+
+/* 1 if the mapping is shared and still used by another handle. */
+static int alias_release(struct seg *s)
+{
+	int i, shared = 0;
+
+	pthread_mutex_lock(&alias_lock);
+	for (i = 0; i < 64; i++) {
+		if (aliases[i].refs && aliases[i].map == s->map) {
+			shared = --aliases[i].refs > 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&alias_lock);
+	return shared;
+}
+#endif
+
+static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s);
+
 int seg_attach(const char *name, enum seg_role role, struct seg *s)
+{
+#ifdef __SANITIZE_THREAD__
+	int r;
+
+	pthread_mutex_lock(&alias_lock);
+	r = seg_attach_locked(name, role, s);
+	pthread_mutex_unlock(&alias_lock);
+	return r;
+#else
+	return seg_attach_locked(name, role, s);
+#endif
+}
+
+static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s)
 {
 	char cpath[PATH_MAX + 8];
 	struct seg_hdr *probe;
@@ -342,6 +438,12 @@ int seg_attach(const char *name, enum seg_role role, struct seg *s)
 
 	memset(s, 0, sizeof(*s));
 	s->fd = s->cfd = -1;
+#ifdef __SANITIZE_THREAD__
+	if (role == SEG_CONSUMER) {
+		prot = PROT_READ | PROT_WRITE;
+		role = SEG_PRODUCER; /* open read-write, see alias_find() */
+	}
+#endif
 	r = seg_path(name, s->path, sizeof(s->path));
 	if (r < 0)
 		return r;
@@ -391,6 +493,14 @@ int seg_attach(const char *name, enum seg_role role, struct seg *s)
 		goto fail;
 	}
 	s->cons_len = csize;
+#ifdef __SANITIZE_THREAD__
+	if (alias_find(s)) {
+		s->slots = (struct cons_slot *)((uint8_t *)s->chdr + CONS_HDR_SIZE);
+		s->hdr = s->map;
+		s->ring = (uint8_t *)s->map + SEG_HDR_SIZE;
+		return 0;
+	}
+#endif
 	s->chdr = mmap(NULL, csize, cprot, MAP_SHARED | populate, s->cfd, 0);
 	if (s->chdr == MAP_FAILED) {
 		s->chdr = NULL;
@@ -428,6 +538,10 @@ int seg_attach(const char *name, enum seg_role role, struct seg *s)
 	}
 	s->hdr = (struct seg_hdr *)base;
 	s->ring = base + SEG_HDR_SIZE;
+#ifdef __SANITIZE_THREAD__
+	if (role != SEG_INSPECT)
+		alias_add(s);
+#endif
 	return 0;
 fail:
 	seg_detach(s);
@@ -436,6 +550,12 @@ fail:
 
 void seg_detach(struct seg *s)
 {
+#ifdef __SANITIZE_THREAD__
+	if (s->map && alias_release(s)) {
+		s->map = NULL;
+		s->chdr = NULL;
+	}
+#endif
 	if (s->map)
 		munmap(s->map, s->map_len);
 	if (s->chdr)

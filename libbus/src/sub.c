@@ -68,31 +68,64 @@ static void oldest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64
 	}
 }
 
-/* The newest record (position, seq, length), or 0 if none was ever
+/* The newest visible record (position, seq, length), or 0 if none was ever
  * published or it is being overwritten. */
 static int newest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64_t *size)
 {
-	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
-	/* `last` is released after the record at it is complete (pub.c). It
-	 * may already name a record whose head store we have not seen; that
-	 * record is complete, only not yet visible, and next() waits for it. */
+	/* `last` is stored after head (pub.c), so loading it first (acquire)
+	 * guarantees the head we load next covers the record it names. head may
+	 * be further (a later publish whose `last` we have not seen, or a
+	 * producer that died between the two stores): walk from `last` to head. */
 	uint64_t l = at_load_acquire(&s->hdr->last);
+	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
 	const struct rec_hdr *r;
-	uint64_t rs;
+	uint64_t rs, q = l;
 	uint32_t len;
+	int steps = 0;
 
-	if (h == 0 && l == 0)
+	if (h == 0)
 		return 0;
-	r = ring_rec(s->ring, s->mask, l);
-	rs = r->seq;
-	len = r->len;
-	at_fence_acquire(); /* C2 */
-	if (at_load_relaxed(&s->hdr->tail) > l || len > s->max_event)
-		return 0;
-	*pos = l;
-	*seq = rs;
-	*size = rec_size(len);
-	return 1;
+	for (;;) {
+		r = ring_rec(s->ring, s->mask, q);
+		rs = r->seq;
+		len = r->len;
+		if (len > s->max_event || q + rec_size(len) >= h || ++steps > 4096)
+			break;
+		q += rec_size(len);
+	}
+	at_fence_acquire(); /* C2, for every header read above */
+	if (at_load_relaxed(&s->hdr->tail) <= l && len <= s->max_event &&
+	    q + rec_size(len) == h) {
+		*pos = q;
+		*seq = rs;
+		*size = rec_size(len);
+		return 1;
+	}
+	/* `last` was overwritten (a fast producer, or a big record that
+	 * invalidated the whole ring): walk from the oldest record instead. */
+	for (steps = 0; steps < 16; steps++) {
+		uint64_t t, ts, hh;
+
+		oldest(s, &t, &ts, &hh);
+		if (t == hh)
+			return 0;
+		for (q = t, rs = ts;; q += rec_size(len), rs++) {
+			r = ring_rec(s->ring, s->mask, q);
+			len = r->len;
+			if (len > s->max_event || q + rec_size(len) >= hh)
+				break;
+		}
+		at_fence_acquire(); /* C2 */
+		if (at_load_relaxed(&s->hdr->tail) > t)
+			continue;
+		if (len > s->max_event || q + rec_size(len) != hh)
+			return 0;  /* corrupt: let the first read report it */
+		*pos = q;
+		*seq = rs;
+		*size = rec_size(len);
+		return 1;
+	}
+	return 0;
 }
 
 /* Find the record with sequence number `want` by walking from the tail. */
