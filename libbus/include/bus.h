@@ -235,7 +235,8 @@ struct bus_event {
 	uint32_t len;       /* payload length */
 	uint32_t type;      /* the producer's type word */
 	uint64_t seq;       /* sequence number (gap-free per topic) */
-	uint64_t ts_ns;     /* wall clock (CLOCK_REALTIME) when it became visible */
+	uint64_t ts_ns;     /* wall clock (CLOCK_REALTIME) when it was committed;
+			     * a BUS_MORE batch shares its first commit's */
 	uint64_t lost;      /* with -ENOBUFS: how many events were lost */
 	uint64_t pos_;      /* private: where the event is in the ring */
 };

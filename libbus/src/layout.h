@@ -18,7 +18,7 @@
  * false sharing; 128-byte spacing also defeats the adjacent-line prefetcher):
  *
  *   seg_hdr  +0    immutable geometry, plus `state` (written once, on delete)
- *            +128  producer, every publish: head, last, pub_seq, bytes
+ *            +128  producer, every publish: head, last, bytes
  *            +256  producer, once per tail chunk: tail, tail_seq
  *            +384  producer, only when it wakes sleepers: wake_gen (futex)
  *            +512  producer, open/close and slow paths: pid, fence mode, stats
@@ -69,7 +69,8 @@ struct seg_hdr {
 	/* +128: the producer's publish line, written on every publish. */
 	_Atomic uint64_t head;      /* bytes ever committed; monotonic */
 	_Atomic uint64_t last;      /* start of the newest committed record */
-	_Atomic uint64_t pub_seq;   /* next sequence number (statistics only) */
+	uint64_t reserved1;         /* zero (a next-seq counter would be one more
+				     * store per publish; the records have it) */
 	_Atomic uint64_t bytes;     /* payload bytes published (statistics) */
 	uint8_t  pad1[128 - 32];
 

@@ -25,6 +25,17 @@
 /* Attach and recovery                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* A record starts at `pos`: if it is the first in its chunk, remember it. */
+static inline void chunk_note(struct bus_pub *p, uint64_t pos, uint64_t seq)
+{
+	uint64_t c = pos >> p->chunk_shift;
+
+	if (c != p->chunk_cur) {
+		p->first[c & (CHUNK_TABLE - 1)] = (struct chunk_first){ pos, seq };
+		p->chunk_cur = c;
+	}
+}
+
 /*
  * Find where the previous producer stopped. head and tail are authoritative
  * (the previous producer published them); the sequence number comes from the
@@ -80,12 +91,19 @@ static int pub_recover(struct bus_pub *p, const char *name)
 			;
 		at_store_release(&h->last, q);
 	}
-	at_store_relaxed(&h->pub_seq, seq);
 	p->pos = p->published = head;
 	p->tail = tail;
 	p->tail_seq = tail_seq;
 	p->tail_limit = tail + p->cap;
 	p->seq = seq;
+	/* Rebuild the chunk table and `last` from the records in the ring. */
+	p->chunk_cur = UINT64_MAX;
+	p->last = head;
+	for (q = tail, seq = tail_seq; q < head; q += rec_size(r->len), seq++) {
+		r = ring_rec(p->ring, p->mask, q);
+		chunk_note(p, q, seq);
+		p->last = q;
+	}
 	p->bytes = at_load_relaxed(&h->bytes);
 	p->waits = at_load_relaxed(&h->waits);
 	p->wakeups = at_load_relaxed(&h->wakeups);
@@ -123,7 +141,7 @@ BUS_EXPORT int bus_pub_open(const char *name, struct bus_pub **out)
 	p->mask = p->seg.mask;
 	p->cap = p->seg.g.ring_size;
 	p->max_event = p->seg.g.max_event;
-	p->chunk = 1u << p->seg.g.chunk_shift;
+	p->chunk_shift = p->seg.g.chunk_shift;
 	p->timeout_ns = DEFAULT_TIMEOUT_NS;
 	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE) {
 		r = bus_err(EPIPE, "topic '%s' was deleted", name);
@@ -139,7 +157,6 @@ BUS_EXPORT int bus_pub_open(const char *name, struct bus_pub **out)
 	at_store_release(&p->hdr->pub_fence, p->asym ? FENCE_ASYM : FENCE_FULL);
 	at_store_relaxed(&p->hdr->pub_pid, (uint32_t)getpid());
 	at_store_relaxed(&p->hdr->pub_opens, at_load_relaxed(&p->hdr->pub_opens) + 1);
-	at_store_relaxed(&p->hdr->pub_seq, p->seq);
 	*out = p;
 	bus_err_clear();
 	return 0;
@@ -273,36 +290,26 @@ static int64_t gate_wait(struct bus_pub *p, uint64_t need)
 /* Publishing                                                               */
 /* ------------------------------------------------------------------------ */
 
-static int pub_publish(struct bus_pub *p)
+/*
+ * Make everything committed up to `head` visible; `last` is the start of the
+ * newest record. The hot path counts stores: while a consumer holds the head
+ * line, every store the producer makes waits in the store buffer behind the
+ * head store, and the fewer there are per event, the more events one line
+ * transfer carries. Hence no per-publish bookkeeping beyond what is needed.
+ */
+static inline void pub_publish_to(struct bus_pub *p, uint64_t head, uint64_t last)
 {
-	uint64_t q = p->published, last = q, ts;
-	struct rec_hdr *r;
-	int n = 0;
-
-	if (q == p->pos)
-		return 0;
-	/* One clock read per publish: every event in a batch is stamped with
-	 * the moment the batch becomes visible. */
-	ts = clock_now(&p->clk);
-	do {
-		r = (struct rec_hdr *)(p->ring + (q & p->mask));
-		r->ts_ns = ts;
-		last = q;
-		q += rec_size(r->len);
-		n++;
-	} while (q < p->pos);
-
-	/* P1: pairs with C1. Everything written above becomes visible. */
-	at_store_release(&p->hdr->head, p->pos);
+	/* P1: pairs with C1. Every record committed since the last publish
+	 * becomes visible with this one store. */
+	at_store_release(&p->hdr->head, head);
 	/* After head, so that `last` never names a record that is not visible
 	 * (a producer killed between the two stores leaves `last` one publish
 	 * behind, which newest() walks past). Release: a consumer that loads
-	 * `last` (acquire) then sees a head at least as far. Statistics are
-	 * relaxed (one writer, readers tolerate skew). */
+	 * `last` (acquire) then sees a head at least as far. `bytes` is a
+	 * statistic: relaxed, one writer; all three on the same line. */
 	at_store_release(&p->hdr->last, last);
-	at_store_relaxed(&p->hdr->pub_seq, p->seq);
 	at_store_relaxed(&p->hdr->bytes, p->bytes);
-	p->published = p->pos;
+	p->published = head;
 
 	/* P2: head store before the wake_req load (pairs with W3). */
 	if (likely(p->asym))
@@ -313,18 +320,45 @@ static int pub_publish(struct bus_pub *p)
 	 * wake by raising wake_req to the generation it sleeps on. */
 	if (unlikely(at_load_relaxed(&p->chdr->wake_req) == at_load_relaxed(&p->hdr->wake_gen)))
 		pub_wake(p);
+}
+
+/* Publish a pending BUS_MORE batch. Returns how many events became visible. */
+static int pub_publish(struct bus_pub *p)
+{
+	int n = (int)p->pending;
+
+	if (!n)
+		return 0;
+	p->pending = 0;
+	p->batch_ts = 0;
+	pub_publish_to(p, p->pos, p->last);
 	return n;
+}
+
+/* The first record boundary at or after `need`, walking from the tail over
+ * whole records (gating only: when a gating consumer sits between the chunk
+ * boundary and `need`). */
+static uint64_t walk_to(struct bus_pub *p, uint64_t need, uint64_t *seq)
+{
+	uint64_t t = p->tail, s = p->tail_seq;
+
+	while (t < need) {
+		t += rec_size(ring_rec(p->ring, p->mask, t)->len);
+		s++;
+	}
+	*seq = s;
+	return t;
 }
 
 /*
  * Make room for a record ending at `end`: move the tail past every record
- * that overlaps [end - cap, ...), by at least a chunk, never past what a
- * gating consumer has not read, never past what is published.
+ * that overlaps [end - cap, ...) — to the first record of the next chunk,
+ * found in the chunk table — never past what a gating consumer has not read,
+ * never past what is published.
  */
 static int pub_make_room(struct bus_pub *p, uint64_t end)
 {
-	uint64_t need = end - p->cap, limit, target, t, s;
-	const struct rec_hdr *r;
+	uint64_t need = end - p->cap, limit, t, s, c, last_c;
 
 	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE)
 		return bus_err(EPIPE, "topic was deleted");
@@ -332,6 +366,22 @@ static int pub_make_room(struct bus_pub *p, uint64_t end)
 	if (need > p->published)
 		pub_publish(p);
 	limit = p->published;
+	/* The first record starting in a chunk after need's, if any is
+	 * published; else everything up to `published` goes. */
+	t = p->published;
+	s = p->seq - p->pending;  /* the record at `published` */
+	last_c = p->published >> p->chunk_shift;
+	for (c = (need >> p->chunk_shift) + 1; c <= last_c; c++) {
+		const struct chunk_first *f = &p->first[c & (CHUNK_TABLE - 1)];
+
+		if (f->pos >> p->chunk_shift == c) {
+			if (f->pos < t) {
+				t = f->pos;
+				s = f->seq;
+			}
+			break;
+		}
+	}
 	if (p->seg.g.flags & BUS_TOPIC_GATING) {
 		int64_t g = gate_wait(p, need);
 
@@ -339,24 +389,8 @@ static int pub_make_room(struct bus_pub *p, uint64_t end)
 			return (int)g;
 		if ((uint64_t)g < limit)
 			limit = (uint64_t)g;
-	}
-	target = need + p->chunk < limit ? need + p->chunk : limit;
-	t = p->tail;
-	s = p->tail_seq;
-	/* Whole records: first past `need` (required), then on to `target`
-	 * (the chunk), stopping at a record boundary. Our own records; the
-	 * lengths were checked when they were written. */
-	while (t < need) {
-		r = ring_rec(p->ring, p->mask, t);
-		t += rec_size(r->len);
-		s++;
-	}
-	while (t < target) {
-		r = ring_rec(p->ring, p->mask, t);
-		if (t + rec_size(r->len) > target)
-			break;
-		t += rec_size(r->len);
-		s++;
+		if (t > limit)  /* a gating consumer is just past need */
+			t = walk_to(p, need, &s);
 	}
 	/* T2: tail_seq before tail, both release (see ring.h). */
 	at_store_release(&p->hdr->tail_seq, s);
@@ -370,59 +404,111 @@ static int pub_make_room(struct bus_pub *p, uint64_t end)
 	return 0;
 }
 
-BUS_EXPORT int bus_pub_claim(struct bus_pub *p, size_t len, void **buf)
+/* Where a record of len payload bytes goes; makes room if needed. Returns the
+ * record, or NULL with *err set. */
+static inline __attribute__((always_inline)) struct rec_hdr *pub_reserve(struct bus_pub *p, size_t len, int *err)
 {
 	uint64_t end;
-	int r;
 
-	if (unlikely(len > p->max_event))
-		return bus_err(EMSGSIZE, "event of %zu bytes exceeds the topic's maximum of %u",
+	if (unlikely(len > p->max_event)) {
+		*err = bus_err(EMSGSIZE, "event of %zu bytes exceeds the topic's maximum of %u",
 			       len, p->max_event);
+		return NULL;
+	}
 	end = p->pos + rec_size(len);
 	if (unlikely(end > p->tail_limit)) {
-		r = pub_make_room(p, end);
-		if (r < 0)
-			return r;
+		*err = pub_make_room(p, end);
+		if (*err < 0)
+			return NULL;
 	}
-	if (unlikely(at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE))
-		return bus_err(EPIPE, "topic was deleted");
-	p->claim = (struct rec_hdr *)(p->ring + (p->pos & p->mask));
+	if (unlikely(at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE)) {
+		*err = bus_err(EPIPE, "topic was deleted");
+		return NULL;
+	}
+	return (struct rec_hdr *)(p->ring + (p->pos & p->mask));
+}
+
+/* Write the header of the record at p->pos (payload already in place) and
+ * publish it unless BUS_MORE. */
+static inline __attribute__((always_inline)) int pub_finish(struct bus_pub *p, struct rec_hdr *r, uint32_t type,
+			     size_t len, unsigned flags)
+{
+	uint64_t pos = p->pos, seq = p->seq, ts, lt;
+
+	if (unlikely(flags & ~BUS_MORE))
+		return bus_err(EINVAL, "commit of %zu bytes: unknown flags 0x%x", len, flags);
+	/* One clock read per batch: the events of a batch share the moment
+	 * its first event was committed (a single event: its commit). */
+	ts = p->batch_ts;
+	if (likely(!ts)) {
+		ts = clock_now(&p->clk);
+		if (flags & BUS_MORE)
+			p->batch_ts = ts;
+	}
+	/* len and type in one 8-byte store (rec_hdr: len at +0, type at +4). */
+	lt = (uint64_t)len | (uint64_t)type << 32;
+	memcpy(r, &lt, sizeof(lt));
+	r->seq = seq;
+	r->ts_ns = ts;
+	if (unlikely(pos >> p->chunk_shift != p->chunk_cur))
+		chunk_note(p, pos, seq);
+	p->seq = seq + 1;
+	p->pos = pos + rec_size(len);
+	p->bytes += len;
+	if (flags & BUS_MORE) {
+		p->last = pos;
+		p->pending++;
+		return 0;
+	}
+	if (unlikely(p->pending)) {  /* this event ends a batch */
+		p->pending = 0;
+		p->batch_ts = 0;
+	}
+	pub_publish_to(p, p->pos, pos);
+	return 0;
+}
+
+BUS_EXPORT int bus_pub_claim(struct bus_pub *p, size_t len, void **buf)
+{
+	int err = 0;
+	struct rec_hdr *r = pub_reserve(p, len, &err);
+
+	if (unlikely(!r))
+		return err;
+	p->claim = r;
 	p->claim_len = (uint32_t)len;
-	*buf = p->claim + 1;
+	*buf = r + 1;
 	return 0;
 }
 
 BUS_EXPORT int bus_pub_commit(struct bus_pub *p, uint32_t type, size_t len, unsigned flags)
 {
 	struct rec_hdr *r = p->claim;
+	int err;
 
-	if (unlikely(!r || len > p->claim_len || (flags & ~BUS_MORE)))
-		return bus_err(EINVAL, !r ? "commit without a claim (%zu bytes, %u)"
-				   : len > p->claim_len ? "commit of %zu bytes, only %u claimed"
-				   : "commit of %zu bytes: unknown flags (claimed %u)",
-			       len, p->claim_len);
-	r->len = (uint32_t)len;
-	r->type = type;
-	r->seq = p->seq++;
-	p->pos += rec_size(len);
-	p->bytes += len;
-	p->claim = NULL;
-	if (!(flags & BUS_MORE))
-		pub_publish(p);
-	return 0;
+	/* A claim is good until it is committed or another event takes its
+	 * place (a publish, or a newer claim). */
+	if (unlikely(r != (struct rec_hdr *)(p->ring + (p->pos & p->mask)) || len > p->claim_len))
+		return bus_err(EINVAL, !r ? "commit without a claim (%zu bytes)"
+				   : len > p->claim_len ? "commit of %zu bytes, more than claimed"
+				   : "commit of %zu bytes: the claim was superseded", len);
+	err = pub_finish(p, r, type, len, flags);
+	if (likely(!err))
+		p->claim = NULL;
+	return err;
 }
 
 BUS_EXPORT int bus_pub_publish(struct bus_pub *p, uint32_t type, const void *data,
 			       size_t len, unsigned flags)
 {
-	void *buf;
-	int r = bus_pub_claim(p, len, &buf);
+	int err = 0;
+	struct rec_hdr *r = pub_reserve(p, len, &err);
 
-	if (unlikely(r < 0))
-		return r;
+	if (unlikely(!r))
+		return err;
 	if (len)  /* data may be NULL for an empty event */
-		memcpy(buf, data, len);
-	return bus_pub_commit(p, type, len, flags);
+		memcpy(r + 1, data, len);
+	return pub_finish(p, r, type, len, flags);
 }
 
 BUS_EXPORT int bus_pub_flush(struct bus_pub *p)

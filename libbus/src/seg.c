@@ -192,7 +192,6 @@ int seg_create(const char *name, const struct bus_topic_opts *in)
 	h->created_ns = realtime_ns();
 	h->creator_pid = (uint32_t)getpid();
 	at_store_relaxed(&h->tail_seq, o.first_seq);
-	at_store_relaxed(&h->pub_seq, o.first_seq);
 	/* wake_req (0) must differ from wake_gen until a consumer asks for a
 	 * wake, or the first publish would make a FUTEX_WAKE for nobody. */
 	at_store_relaxed(&h->wake_gen, 1);

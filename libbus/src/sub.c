@@ -28,106 +28,6 @@
 /* Positions                                                                */
 /* ------------------------------------------------------------------------ */
 
-/*
- * The oldest intact record and its sequence number, consistently: either a
- * record at tail whose header we read before confirming tail did not move
- * (C2), or an empty ring (tail == head) where tail_seq is the next number
- * (T2: tail_seq is stored before tail, and cannot change while head == tail
- * because the producer only moves tail over published records).
- */
-static void oldest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64_t *head)
-{
-	for (;;) {
-		uint64_t t = at_load_acquire(&s->hdr->tail);     /* pairs with T2 */
-		uint64_t ts = at_load_acquire(&s->hdr->tail_seq); /* pairs with T2 */
-		uint64_t h = at_load_acquire(&s->hdr->head);     /* C1 */
-		const struct rec_hdr *r;
-		uint64_t rs;
-		uint32_t len;
-
-		if (h == t) {
-			*pos = t;
-			*seq = ts;
-			*head = h;
-			return;
-		}
-		r = ring_rec(s->ring, s->mask, t);
-		rs = r->seq;
-		len = r->len;
-		at_fence_acquire(); /* C2 */
-		/* A bad length with tail unchanged is corruption, not a race:
-		 * take it, and let peek() report it. */
-		(void)len;
-		if (at_load_relaxed(&s->hdr->tail) == t) {
-			*pos = t;
-			*seq = rs;
-			*head = h;
-			return;
-		}
-		/* Lapped while we looked: try again from the new tail. */
-	}
-}
-
-/* The newest visible record (position, seq, length), or 0 if none was ever
- * published or it is being overwritten. */
-static int newest(const struct bus_sub *s, uint64_t *pos, uint64_t *seq, uint64_t *size)
-{
-	/* `last` is stored after head (pub.c), so loading it first (acquire)
-	 * guarantees the head we load next covers the record it names. head may
-	 * be further (a later publish whose `last` we have not seen, or a
-	 * producer that died between the two stores): walk from `last` to head. */
-	uint64_t l = at_load_acquire(&s->hdr->last);
-	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
-	const struct rec_hdr *r;
-	uint64_t rs, q = l;
-	uint32_t len;
-	int steps = 0;
-
-	if (h == 0)
-		return 0;
-	for (;;) {
-		r = ring_rec(s->ring, s->mask, q);
-		rs = r->seq;
-		len = r->len;
-		if (len > s->max_event || q + rec_size(len) >= h || ++steps > 4096)
-			break;
-		q += rec_size(len);
-	}
-	at_fence_acquire(); /* C2, for every header read above */
-	if (at_load_relaxed(&s->hdr->tail) <= l && len <= s->max_event &&
-	    q + rec_size(len) == h) {
-		*pos = q;
-		*seq = rs;
-		*size = rec_size(len);
-		return 1;
-	}
-	/* `last` was overwritten (a fast producer, or a big record that
-	 * invalidated the whole ring): walk from the oldest record instead. */
-	for (steps = 0; steps < 16; steps++) {
-		uint64_t t, ts, hh;
-
-		oldest(s, &t, &ts, &hh);
-		if (t == hh)
-			return 0;
-		for (q = t, rs = ts;; q += rec_size(len), rs++) {
-			r = ring_rec(s->ring, s->mask, q);
-			len = r->len;
-			if (len > s->max_event || q + rec_size(len) >= hh)
-				break;
-		}
-		at_fence_acquire(); /* C2 */
-		if (at_load_relaxed(&s->hdr->tail) > t)
-			continue;
-		if (len > s->max_event || q + rec_size(len) != hh)
-			return 0;  /* corrupt: let the first read report it */
-		*pos = q;
-		*seq = rs;
-		*size = rec_size(len);
-		return 1;
-	}
-	return 0;
-}
-
 /* Find the record with sequence number `want` by walking from the tail. */
 static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
 {
@@ -135,8 +35,8 @@ static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
 	int tries;
 
 	for (tries = 0; tries < 64; tries++) {
-		oldest(s, &t, &ts, &h);
-		if (!newest(s, &lp, &ls, &lsz)) {
+		ring_oldest(&s->seg, &t, &ts, &h);
+		if (!ring_newest(&s->seg, &lp, &ls, &lsz)) {
 			/* Nothing published, or all of it being overwritten. */
 			if (want == ts) {
 				s->pos = t;
@@ -263,15 +163,15 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 
 	switch (o.from) {
 	case BUS_FROM_OLDEST:
-		oldest(s, &s->pos, &s->seq, &head);
+		ring_oldest(&s->seg, &s->pos, &s->seq, &head);
 		break;
 	case BUS_FROM_NEWEST:
 	case BUS_FROM_END:
-		if (newest(s, &pos, &seq, &size)) {
+		if (ring_newest(&s->seg, &pos, &seq, &size)) {
 			s->pos = o.from == BUS_FROM_NEWEST ? pos : pos + size;
 			s->seq = o.from == BUS_FROM_NEWEST ? seq : seq + 1;
 		} else {
-			oldest(s, &s->pos, &s->seq, &head);
+			ring_oldest(&s->seg, &s->pos, &s->seq, &head);
 		}
 		break;
 	case BUS_FROM_SEQ:
@@ -367,7 +267,7 @@ static int resync(struct bus_sub *s, struct bus_event *ev)
 {
 	uint64_t pos, seq;
 
-	oldest(s, &pos, &seq, &s->head);
+	ring_oldest(&s->seg, &pos, &seq, &s->head);
 	if (seq <= s->seq)  /* cannot happen unless the segment is corrupt */
 		return bus_err(EPROTO, "lapped, but the oldest event (%llu) is not newer than "
 			       "the one expected (%llu): segment corrupt",
@@ -580,10 +480,10 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 		unsigned i = 0;
 
 		for (;;) {
-			at_cpu_relax();
+			poll_pause();  /* look at most every POLL_TICKS */
 			if (sub_ready(s))
 				return 1;
-			if ((++i & 63) == 0 && mono_ns() >= spin_end)
+			if ((++i & 15) == 0 && mono_ns() >= spin_end)
 				break;
 		}
 	}

@@ -30,7 +30,7 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 	struct bus_topic_info z;
 	struct seg s;
 	const struct seg_hdr *h;
-	uint64_t head, tail;
+	uint64_t head, pos, seq, size;
 	unsigned n = 0;
 	uint32_t i, pid;
 	int r;
@@ -49,34 +49,24 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 	ti->first_seq = s.g.first_seq;
 	pid = at_load_relaxed(&h->pub_pid);
 	ti->producer_pid = alive(pid) ? pid : 0;
-	/* Statistics: relaxed loads; a snapshot may be skewed by a few events. */
-	ti->next_seq = at_load_relaxed(&h->pub_seq);
-	ti->events = ti->next_seq - s.g.first_seq;
+	/* Statistics: relaxed loads; a snapshot may be skewed by a few events.
+	 * Sequence numbers come from the records themselves. */
 	ti->bytes = at_load_relaxed(&h->bytes);
 	ti->producer_waits = at_load_relaxed(&h->waits);
 	ti->wakeups = at_load_relaxed(&h->wakeups);
 	ti->deleted = at_load_relaxed(&h->state) != SEG_STATE_LIVE;
-	tail = at_load_acquire(&h->tail);
-	head = at_load_acquire(&h->head);
-	if (tail < head) {
-		const struct rec_hdr *rh = ring_rec(s.ring, s.mask, tail);
-		uint64_t seq = rh->seq;
-
-		at_fence_acquire(); /* C2 */
-		ti->oldest_seq = at_load_relaxed(&h->tail) == tail ? seq
-							     : at_load_relaxed(&h->tail_seq);
-	} else {
-		ti->oldest_seq = at_load_relaxed(&h->tail_seq);
-	}
+	ring_oldest(&s, &pos, &ti->oldest_seq, &head);
+	ti->next_seq = ring_newest(&s, &pos, &seq, &size) ? seq + 1 : ti->oldest_seq;
+	ti->events = ti->next_seq - s.g.first_seq;
 	for (i = 0; i < s.g.nslots; i++) {
 		const struct cons_slot *sl = &s.slots[i];
 		uint32_t owner = at_load_relaxed(&sl->owner);
-		uint64_t seq, lag;
+		uint64_t cseq, lag;
 
 		if (!alive(owner))
 			continue;
-		seq = at_load_relaxed(&sl->seq);
-		lag = ti->next_seq > seq ? ti->next_seq - seq : 0;
+		cseq = at_load_relaxed(&sl->seq);
+		lag = ti->next_seq > cseq ? ti->next_seq - cseq : 0;
 		if (lag > ti->max_lag)
 			ti->max_lag = lag;
 		if (ci && n < nci) {
@@ -86,7 +76,7 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 			c->pid = owner;
 			c->gating = !!(at_load_relaxed(&sl->flags) & SLOT_GATING);
 			c->sleeping = at_load_relaxed(&sl->sleeping);
-			c->next_seq = seq;
+			c->next_seq = cseq;
 			c->lag = lag;
 			c->events = at_load_relaxed(&sl->events);
 			c->lapped = at_load_relaxed(&sl->lapped);
