@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,9 +175,10 @@ int t_join(struct t_proc *p)
 
 pid_t t_fork(int (*fn)(void *), void *arg)
 {
-	pid_t pid;
+	pid_t pid, me;
 
 	fflush(NULL);
+	me = getpid();
 	pid = fork();
 	if (pid < 0) {
 		perror("fork");
@@ -186,6 +188,8 @@ pid_t t_fork(int (*fn)(void *), void *arg)
 		/* Die with the test if it is killed (Criterion kills a test
 		 * that times out; its children must not outlive it). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != me) /* it died before prctl took effect */
+			_exit(99);
 		int rc = fn(arg);
 
 		_exit(rc & 0xff);
@@ -303,4 +307,25 @@ void *t_shared(size_t size)
 	if (p == MAP_FAILED)
 		abort();
 	return p;
+}
+
+void t_nap_us(uint64_t us)
+{
+	struct timespec ts = { .tv_sec = (time_t)(us / 1000000),
+			       .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int t_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s[%d]: ", program_invocation_short_name, (int)getpid());
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
 }

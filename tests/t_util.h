@@ -55,6 +55,11 @@ void t_fill(void *buf, uint32_t len, uint64_t seed, uint64_t seq);
 int t_check(const void *buf, uint32_t len, uint64_t seed, uint64_t seq);
 
 uint64_t t_now_ns(void);
+void t_nap_us(uint64_t us);  /* nanosleep, restarted on EINTR */
+
+/* For roles that cannot use cr_assert (children, threads): print a one-line
+ * diagnosis, prefixed with the program and pid, and return 1. */
+int t_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t t_rand(void);      /* per-process xorshift, seeded from pid and time */
 
 /* A shared anonymous page for parent/child handshakes. */

@@ -26,34 +26,6 @@
 #define SEC 1000000000ull
 #define KILLED (128 + SIGKILL)  /* t_wait_pid() of a SIGKILLed child */
 
-static __attribute__((format(printf, 1, 2))) int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "test_crash[%d]: ", (int)getpid());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-/* A child dies with the test (a timed-out test is killed by Criterion). */
-static void child_init(pid_t parent)
-{
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(99);
-}
-
-static void nap_ns(uint64_t ns)
-{
-	struct timespec ts = { .tv_sec = (time_t)(ns / SEC), .tv_nsec = (long)(ns % SEC) };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 TestSuite(crash, .init = t_init, .fini = t_fini, .timeout = 120);
 
 /* ------------------------------------------------------------------------ */
@@ -85,7 +57,6 @@ static int doomed_producer(void *arg)
 	void *buf;
 	int r;
 
-	child_init(c->parent);
 	r = bus_pub_open(c->topic, &pub);
 	atomic_store(&c->open_rc, r);
 	if (r != 0) {
@@ -119,13 +90,13 @@ static int doomed_producer(void *arg)
 				}
 			}
 			if (r != 0)
-				return fail("producer: seq %llu: %d (%s)", (unsigned long long)seq,
+				return t_fail("producer: seq %llu: %d (%s)", (unsigned long long)seq,
 					    r, bus_errmsg());
 		}
 		if (how == 3)
 			bus_pub_flush(pub);
 	}
-	return fail("producer: not killed within 20 s");
+	return t_fail("producer: not killed within 20 s");
 }
 
 struct reader {
@@ -209,7 +180,7 @@ Test(crash, producers_killed_at_random_points_leave_a_gap_free_sequence)
 		atomic_store(&c->start_seq, 0);
 		pid = t_fork(doomed_producer, c);
 		if (early) {
-			nap_ns(t_rand() % 500000);
+			t_nap_us((t_rand() % 500000) / 1000);
 			goto kill_it;
 		}
 		deadline = t_now_ns() + 10 * SEC;
@@ -233,7 +204,7 @@ Test(crash, producers_killed_at_random_points_leave_a_gap_free_sequence)
 		if (it % 2)
 			drain(rd, t_now_ns() + delay);
 		else
-			nap_ns(delay);
+			t_nap_us((delay) / 1000);
 kill_it:
 		cr_assert_eq(kill(pid, SIGKILL), 0);
 		rc = t_wait_pid(pid);
@@ -318,10 +289,9 @@ static int wip_producer(void *arg)
 	void *buf;
 	int i, r;
 
-	child_init(c->parent);
 	r = bus_pub_open(c->topic, &pub);
 	if (r != 0)
-		return fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
 	for (i = 0; i < WIP_PUBLISHED; i++) {
 		uint32_t len;
 
@@ -330,13 +300,13 @@ static int wip_producer(void *arg)
 		t_fill(tmp, len, c->seed, seq);
 		r = bus_pub_publish(pub, (uint32_t)seq, tmp, len, 0);
 		if (r != 0)
-			return fail("producer: publish seq %llu = %d", (unsigned long long)seq, r);
+			return t_fail("producer: publish seq %llu = %d", (unsigned long long)seq, r);
 	}
 	seq = bus_pub_next_seq(pub);
 	if (c->what == WIP_CLAIMED) {
 		r = bus_pub_claim(pub, WIP_MAX, &buf);
 		if (r != 0)
-			return fail("producer: claim = %d", r);
+			return t_fail("producer: claim = %d", r);
 		t_fill(tmp, WIP_MAX, c->seed ^ 0xdead, seq);
 		memcpy(buf, tmp, WIP_MAX / 2);
 	} else {
@@ -344,11 +314,11 @@ static int wip_producer(void *arg)
 			t_fill(tmp, 64, c->seed ^ 0xdead, seq);
 			r = bus_pub_publish(pub, (uint32_t)seq, tmp, 64, BUS_MORE);
 			if (r != 0)
-				return fail("producer: publish BUS_MORE = %d", r);
+				return t_fail("producer: publish BUS_MORE = %d", r);
 		}
 	}
 	raise(SIGKILL);
-	return fail("producer: survived SIGKILL");
+	return t_fail("producer: survived SIGKILL");
 }
 
 static void killed_with_work_in_progress(enum wip what)
@@ -450,17 +420,16 @@ static int holding_producer(void *arg)
 	struct bus_pub *pub;
 	int r;
 
-	child_init(c->parent);
 	r = bus_pub_open(c->topic, &pub);
 	if (r != 0)
-		return fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
 	atomic_store(&c->attached, 1);
 	while (!atomic_load(&c->release)) {
 		if (t_now_ns() > deadline) {
 			bus_pub_close(pub);
-			return fail("producer: not released within 30 s");
+			return t_fail("producer: not released within 30 s");
 		}
-		nap_ns(1000000);
+		t_nap_us((1000000) / 1000);
 	}
 	bus_pub_close(pub);
 	return 0;
@@ -482,7 +451,7 @@ Test(crash, second_producer_gets_ebusy_naming_the_first_ones_pid)
 	pid = t_fork(holding_producer, c);
 	while (!atomic_load(&c->attached)) {
 		cr_assert_lt(t_now_ns(), deadline, "the first producer did not attach");
-		nap_ns(100000);
+		t_nap_us((100000) / 1000);
 	}
 	cr_assert_eq(bus_pub_open(topic, &pub), -EBUSY);
 	cr_assert_null(pub);
@@ -522,7 +491,6 @@ static int die_between_head_and_last(void *arg)
 	int i;
 
 	(void)arg;
-	child_init(getppid());
 	if (bus_pub_open(hl_topic, &p) < 0)
 		return 1;
 	for (i = 0; i < 3; i++)

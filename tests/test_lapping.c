@@ -22,36 +22,6 @@
 
 #define SEC 1000000000ull
 
-static __attribute__((format(printf, 1, 2))) int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "test_lapping[%d]: ", (int)getpid());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-/* A role running as a child process dies with the test. */
-static void role_init(pid_t parent)
-{
-	if (getpid() == parent)
-		return; /* thread mode */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(99);
-}
-
-static void nap_us(uint64_t us)
-{
-	struct timespec ts = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* Bytes a record of len payload bytes takes in the ring: a 24-byte header
  * and the payload, padded to 8 (the record format of layout.h). */
 static uint64_t rec_bytes(uint32_t len)
@@ -79,7 +49,7 @@ static int await_u64(_Atomic uint64_t *v, uint64_t want, uint64_t timeout_ns)
 	while (atomic_load(v) < want) {
 		if (t_now_ns() > deadline)
 			return -1;
-		nap_us(100);
+		t_nap_us(100);
 	}
 	return 0;
 }
@@ -115,10 +85,9 @@ static int stopped_consumer(void *arg)
 	uint64_t expected, deadline = t_now_ns() + 60 * SEC;
 	int r;
 
-	role_init(c->parent);
 	r = bus_sub_open(c->topic, NULL, &sub);
 	if (r != 0)
-		return fail("consumer: bus_sub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("consumer: bus_sub_open = %d (%s)", r, bus_errmsg());
 	expected = bus_sub_next_seq(sub);
 	atomic_store(&c->expected, expected);
 	atomic_store(&c->ready, 1);
@@ -128,7 +97,7 @@ static int stopped_consumer(void *arg)
 		if (end && expected == end)
 			break;
 		if (t_now_ns() > deadline) {
-			r = fail("consumer: still at seq %llu after 60 s (end %llu)",
+			r = t_fail("consumer: still at seq %llu after 60 s (end %llu)",
 				 (unsigned long long)expected, (unsigned long long)end);
 			goto out;
 		}
@@ -138,7 +107,7 @@ static int stopped_consumer(void *arg)
 
 			if (ev.seq != expected || ev.len != len || ev.type != (uint32_t)ev.seq ||
 			    t_check(ev.data, ev.len, c->seed, ev.seq)) {
-				r = fail("consumer: bad event: seq %llu (expected %llu), %u bytes "
+				r = t_fail("consumer: bad event: seq %llu (expected %llu), %u bytes "
 					 "(expected %u), type %u, checksum %s",
 					 (unsigned long long)ev.seq, (unsigned long long)expected,
 					 ev.len, len, ev.type,
@@ -153,7 +122,7 @@ static int stopped_consumer(void *arg)
 				atomic_store(&c->gap_lost, ev.lost);
 			}
 			if (ev.seq != expected) {
-				r = fail("consumer: gap reported from seq %llu, expected %llu",
+				r = t_fail("consumer: gap reported from seq %llu, expected %llu",
 					 (unsigned long long)ev.seq, (unsigned long long)expected);
 				goto out;
 			}
@@ -161,11 +130,11 @@ static int stopped_consumer(void *arg)
 		} else if (r == 0) {
 			r = bus_sub_wait(sub, 100000000);
 			if (r != 1 && r != -ETIMEDOUT && r != -EINTR) {
-				r = fail("consumer: bus_sub_wait = %d", r);
+				r = t_fail("consumer: bus_sub_wait = %d", r);
 				goto out;
 			}
 		} else {
-			r = fail("consumer: bus_sub_read = %d (%s)", r, bus_errmsg());
+			r = t_fail("consumer: bus_sub_read = %d (%s)", r, bus_errmsg());
 			goto out;
 		}
 		atomic_store(&c->expected, expected);
@@ -173,12 +142,12 @@ static int stopped_consumer(void *arg)
 	/* Nothing beyond the end; this call also publishes our counters. */
 	r = bus_sub_read(sub, buf, sizeof(buf), &ev);
 	if (r != 0) {
-		r = fail("consumer: bus_sub_read after the end = %d", r);
+		r = t_fail("consumer: bus_sub_read after the end = %d", r);
 		goto out;
 	}
 	atomic_store(&c->expected, expected + 1); /* tells the parent we are done */
 	if (await_u64(&c->release, 1, 30 * SEC) < 0)
-		r = fail("consumer: the parent never released us");
+		r = t_fail("consumer: the parent never released us");
 out:
 	bus_sub_close(sub);
 	return r;
@@ -356,19 +325,18 @@ static int torn_producer(void *arg)
 	void *buf;
 	int r;
 
-	role_init(c->parent);
 	r = bus_pub_open(c->topic, &pub);
 	if (r != 0) {
 		atomic_store(&c->failed, 1);
-		return fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
 	}
 	deadline = t_now_ns() + 30 * SEC;
 	while (!atomic_load(&c->ready)) { /* the consumer holds a cursor */
 		if (t_now_ns() > deadline) {
 			bus_pub_close(pub);
-			return fail("producer: the consumer did not attach within 30 s");
+			return t_fail("producer: the consumer did not attach within 30 s");
 		}
-		nap_us(100);
+		t_nap_us(100);
 	}
 	seq = bus_pub_next_seq(pub);
 	end = seq + c->n;
@@ -385,7 +353,7 @@ static int torn_producer(void *arg)
 		if (r != 0) {
 			atomic_store(&c->failed, 1);
 			bus_pub_close(pub);
-			return fail("producer: seq %llu: %d (%s)", (unsigned long long)seq, r,
+			return t_fail("producer: seq %llu: %d (%s)", (unsigned long long)seq, r,
 				    bus_errmsg());
 		}
 	}
@@ -402,10 +370,9 @@ static int torn_consumer(void *arg)
 	uint64_t expected, end, deadline = t_now_ns() + 100 * SEC;
 	int r;
 
-	role_init(c->parent);
 	r = bus_sub_open(c->topic, NULL, &sub);
 	if (r != 0)
-		return fail("consumer: bus_sub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("consumer: bus_sub_open = %d (%s)", r, bus_errmsg());
 	expected = bus_sub_next_seq(sub);
 	end = expected + c->n;
 	atomic_store(&c->ready, 1);
@@ -427,11 +394,11 @@ static int torn_consumer(void *arg)
 				continue;
 			}
 			if (conf != 0) {
-				r = fail("consumer: bus_sub_confirm = %d", conf);
+				r = t_fail("consumer: bus_sub_confirm = %d", conf);
 				goto out;
 			}
 			if (bad) {
-				r = fail("consumer: torn or wrong event accepted: seq %llu (expected "
+				r = t_fail("consumer: torn or wrong event accepted: seq %llu (expected "
 					 "%llu), %u bytes, checksum %s", (unsigned long long)ev.seq,
 					 (unsigned long long)expected, ev.len,
 					 t_check(ev.data, ev.len, c->seed, ev.seq) ? "bad" : "ok");
@@ -441,10 +408,10 @@ static int torn_consumer(void *arg)
 			atomic_fetch_add(&c->received, 1);
 			/* Now and then fall far behind, so laps are certain. */
 			if (t_rand() % 512 == 0)
-				nap_us(t_rand() % 200);
+				t_nap_us(t_rand() % 200);
 		} else if (r == -ENOBUFS) {
 			if (ev.seq != expected || ev.lost == 0 || ev.lost > end - expected) {
-				r = fail("consumer: gap of %llu from %llu, expected from %llu",
+				r = t_fail("consumer: gap of %llu from %llu, expected from %llu",
 					 (unsigned long long)ev.lost, (unsigned long long)ev.seq,
 					 (unsigned long long)expected);
 				goto out;
@@ -454,21 +421,21 @@ static int torn_consumer(void *arg)
 			atomic_fetch_add(&c->gaps, 1);
 		} else if (r == 0) {
 			if (atomic_load(&c->failed)) {
-				r = fail("consumer: the producer failed at seq %llu",
+				r = t_fail("consumer: the producer failed at seq %llu",
 					 (unsigned long long)expected);
 				goto out;
 			}
 			if (t_now_ns() > deadline) {
-				r = fail("consumer: stuck at seq %llu", (unsigned long long)expected);
+				r = t_fail("consumer: stuck at seq %llu", (unsigned long long)expected);
 				goto out;
 			}
 			r = bus_sub_wait(sub, 100000000);
 			if (r != 1 && r != -ETIMEDOUT && r != -EINTR) {
-				r = fail("consumer: bus_sub_wait = %d", r);
+				r = t_fail("consumer: bus_sub_wait = %d", r);
 				goto out;
 			}
 		} else {
-			r = fail("consumer: %d (%s) at seq %llu", r, bus_errmsg(),
+			r = t_fail("consumer: %d (%s) at seq %llu", r, bus_errmsg(),
 				 (unsigned long long)expected);
 			goto out;
 		}

@@ -72,37 +72,6 @@ struct role {
 	pid_t parent;
 };
 
-static __attribute__((format(printf, 1, 2))) int fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "test_stress[%d]: ", (int)getpid());
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
-
-/* A role running as a child process dies with the test (a timed-out test is
- * killed by Criterion; its children must not outlive it). */
-static void role_init(const struct role *ro)
-{
-	if (getpid() == ro->parent)
-		return; /* thread mode */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != ro->parent)
-		_exit(99);
-}
-
-static void nap_us(uint64_t us)
-{
-	struct timespec ts = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static uint64_t real_now_ns(void)
 {
 	struct timespec ts;
@@ -124,14 +93,14 @@ static int produce_one(struct bus_pub *pub, const struct role *ro, uint64_t seq,
 	int r;
 
 	if (bus_pub_next_seq(pub) != seq)
-		return fail("producer: bus_pub_next_seq() = %llu, expected %llu",
+		return t_fail("producer: bus_pub_next_seq() = %llu, expected %llu",
 			    (unsigned long long)bus_pub_next_seq(pub), (unsigned long long)seq);
 	switch (t_rand() % 3) {
 	case 0: /* copy */
 		t_fill(scratch, len, ro->seed, seq);
 		r = bus_pub_publish(pub, (uint32_t)seq, scratch, len, flags);
 		if (r != 0)
-			return fail("producer: bus_pub_publish(seq %llu, %u B) = %d (%s)",
+			return t_fail("producer: bus_pub_publish(seq %llu, %u B) = %d (%s)",
 				    (unsigned long long)seq, len, r, bus_errmsg());
 		return 0;
 	case 1: /* zero copy, exact length */
@@ -142,12 +111,12 @@ static int produce_one(struct bus_pub *pub, const struct role *ro, uint64_t seq,
 		break;
 	}
 	if (r != 0)
-		return fail("producer: bus_pub_claim(seq %llu) = %d (%s)",
+		return t_fail("producer: bus_pub_claim(seq %llu) = %d (%s)",
 			    (unsigned long long)seq, r, bus_errmsg());
 	t_fill(buf, len, ro->seed, seq);
 	r = bus_pub_commit(pub, (uint32_t)seq, len, flags);
 	if (r != 0)
-		return fail("producer: bus_pub_commit(seq %llu, %u B) = %d (%s)",
+		return t_fail("producer: bus_pub_commit(seq %llu, %u B) = %d (%s)",
 			    (unsigned long long)seq, len, r, bus_errmsg());
 	return 0;
 }
@@ -162,7 +131,7 @@ static int producer_run(const struct role *ro)
 
 	r = bus_pub_open(ro->topic, &pub);
 	if (r != 0)
-		return fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
+		return t_fail("producer: bus_pub_open = %d (%s)", r, bus_errmsg());
 	/* A gating consumer on an oversubscribed machine may be descheduled for
 	 * a while; give up only after a long time, with a diagnosis. */
 	bus_pub_set_timeout(pub, GATE_NS);
@@ -174,10 +143,10 @@ static int producer_run(const struct role *ro)
 		}
 		if (t_now_ns() > deadline) {
 			bus_pub_close(pub);
-			return fail("producer: only %u of %u consumers attached",
+			return t_fail("producer: only %u of %u consumers attached",
 				    atomic_load(&ctl->attached), ro->ncons);
 		}
-		nap_us(100);
+		t_nap_us(100);
 	}
 	seq = bus_pub_next_seq(pub);
 	end = seq + ro->n;
@@ -202,12 +171,12 @@ static int producer_run(const struct role *ro)
 			r = bus_pub_flush(pub);
 			if (r < 1 || (unsigned)r > k) {
 				bus_pub_close(pub);
-				return fail("producer: bus_pub_flush() = %d after a batch of %u", r, k);
+				return t_fail("producer: bus_pub_flush() = %d after a batch of %u", r, k);
 			}
 			flushed += (uint64_t)r;
 		}
 		if (ro->sleepy && t_rand() % 2048 == 0)
-			nap_us(t_rand() % 2000); /* let the consumers fall asleep */
+			t_nap_us(t_rand() % 2000); /* let the consumers fall asleep */
 		if (atomic_load_explicit(&ctl->failed, memory_order_relaxed)) {
 			bus_pub_close(pub);
 			return ABORTED;
@@ -225,7 +194,6 @@ static int producer(void *arg)
 	const struct role *ro = arg;
 	int r;
 
-	role_init(ro);
 	r = producer_run(ro);
 	if (r)
 		atomic_store(&ro->ctl->failed, 1);
@@ -289,7 +257,7 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 			int bad = verify(ro, &ev, expected, why, sizeof(why));
 
 			if (want_gap)
-				return fail("consumer %u: bus_sub_confirm() said seq %llu was "
+				return t_fail("consumer %u: bus_sub_confirm() said seq %llu was "
 					    "overwritten, then bus_sub_next() returned it",
 					    ro->idx, (unsigned long long)ev.seq);
 			if (ro->api == API_NEXT) {
@@ -302,14 +270,14 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 					continue;
 				}
 				if (c != 0)
-					return fail("consumer %u: bus_sub_confirm(seq %llu) = %d%s",
+					return t_fail("consumer %u: bus_sub_confirm(seq %llu) = %d%s",
 						    ro->idx, (unsigned long long)ev.seq, c,
 						    ro->gating ? " on a gating consumer" : "");
 			}
 			if (bad)
-				return fail("consumer %u: %s", ro->idx, why);
+				return t_fail("consumer %u: %s", ro->idx, why);
 			if (slept_until && ev.ts_ns + LOST_WAKE_NS < slept_until)
-				return fail("consumer %u: lost wakeup: seq %llu was visible %llu ms "
+				return t_fail("consumer %u: lost wakeup: seq %llu was visible %llu ms "
 					    "before bus_sub_wait() returned", ro->idx,
 					    (unsigned long long)ev.seq,
 					    (unsigned long long)((slept_until - ev.ts_ns) / 1000000));
@@ -318,16 +286,16 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 			expected++;
 			received++;
 			if (ro->sleepy && t_rand() % 4096 == 0) {
-				nap_us(t_rand() % 2000);
+				t_nap_us(t_rand() % 2000);
 				naps++;
 			}
 			if (ro->slow && t_rand() % 1024 == 0) {
-				nap_us(1000 + t_rand() % 4000);
+				t_nap_us(1000 + t_rand() % 4000);
 				naps++;
 			}
 		} else if (r == 0) {
 			if (want_gap)
-				return fail("consumer %u: bus_sub_confirm() rewound to seq %llu, "
+				return t_fail("consumer %u: bus_sub_confirm() rewound to seq %llu, "
 					    "then bus_sub_next() found nothing", ro->idx,
 					    (unsigned long long)expected);
 			if (atomic_load(&ro->ctl->failed))
@@ -339,17 +307,17 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 			if (r == -ETIMEDOUT) {
 				timeouts++;
 				if (++idle >= STALL_WAITS)
-					return fail("consumer %u: no event for %d s, waiting for seq "
+					return t_fail("consumer %u: no event for %d s, waiting for seq "
 						    "%llu of %llu..%llu", ro->idx, STALL_WAITS,
 						    (unsigned long long)expected,
 						    (unsigned long long)first,
 						    (unsigned long long)(end - 1));
 			} else if (r != 1 && r != -EINTR) {
-				return fail("consumer %u: bus_sub_wait() = %d", ro->idx, r);
+				return t_fail("consumer %u: bus_sub_wait() = %d", ro->idx, r);
 			}
 		} else if (r == -ENOBUFS && !ro->gating) {
 			if (ev.seq != expected || ev.lost == 0 || ev.lost > end - expected)
-				return fail("consumer %u: gap of %llu from seq %llu, expected it "
+				return t_fail("consumer %u: gap of %llu from seq %llu, expected it "
 					    "to start at %llu (before %llu)", ro->idx,
 					    (unsigned long long)ev.lost, (unsigned long long)ev.seq,
 					    (unsigned long long)expected, (unsigned long long)end);
@@ -359,7 +327,7 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 			lost += ev.lost;
 			gaps++;
 		} else {
-			return fail("consumer %u: %s at seq %llu returned %d (%s)%s", ro->idx,
+			return t_fail("consumer %u: %s at seq %llu returned %d (%s)%s", ro->idx,
 				    ro->api == API_READ ? "bus_sub_read" : "bus_sub_next",
 				    (unsigned long long)expected, r, bus_errmsg(),
 				    r == -ENOBUFS ? ": a gating consumer was lapped" : "");
@@ -377,13 +345,13 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 		if (atomic_load(&ro->ctl->failed))
 			return ABORTED;
 		if (idle > 60000)
-			return fail("consumer %u: producer not done 60 s after the last event",
+			return t_fail("consumer %u: producer not done 60 s after the last event",
 				    ro->idx);
-		nap_us(1000);
+		t_nap_us(1000);
 	}
 	r = bus_sub_next(sub, &ev);
 	if (r != 0)
-		return fail("consumer %u: bus_sub_next() after the last event = %d (seq %llu)",
+		return t_fail("consumer %u: bus_sub_next() after the last event = %d (seq %llu)",
 			    ro->idx, r, (unsigned long long)ev.seq);
 	return 0;
 }
@@ -399,14 +367,13 @@ static int consumer(void *arg)
 	uint64_t first;
 	int r;
 
-	role_init(ro);
 	r = bus_sub_open(ro->topic, &o, &sub);
 	if (r != 0)
-		return fail("consumer %u: bus_sub_open = %d (%s)", ro->idx, r, bus_errmsg());
+		return t_fail("consumer %u: bus_sub_open = %d (%s)", ro->idx, r, bus_errmsg());
 	first = bus_sub_next_seq(sub);
 	if (first != 1) {
 		bus_sub_close(sub);
-		return fail("consumer %u: attached before the first event at seq %llu, not 1",
+		return t_fail("consumer %u: attached before the first event at seq %llu, not 1",
 			    ro->idx, (unsigned long long)first);
 	}
 	if (ro->sleepy)
