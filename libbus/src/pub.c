@@ -468,6 +468,43 @@ static inline __attribute__((always_inline)) int pub_finish(struct bus_pub *p, s
 	return 0;
 }
 
+/*
+ * memcpy, with small payloads copied inline: a call into libc's memcpy costs
+ * a few ns, a third of a batched publish. Up to 64 bytes: two overlapping
+ * copies of fixed size (the compiler emits plain vector loads and stores),
+ * the same trick libc uses inside. data may be NULL when len is 0.
+ */
+static inline void copy_payload(void *dst, const void *src, size_t len)
+{
+	uint8_t *d = dst;
+	const uint8_t *sr = src;
+
+	if (len >= 32 && len <= 64) {
+		uint8_t a[32], b[32];
+
+		memcpy(a, sr, 32);
+		memcpy(b, sr + len - 32, 32);
+		memcpy(d, a, 32);
+		memcpy(d + len - 32, b, 32);
+	} else if (len >= 16 && len < 32) {
+		uint8_t a[16], b[16];
+
+		memcpy(a, sr, 16);
+		memcpy(b, sr + len - 16, 16);
+		memcpy(d, a, 16);
+		memcpy(d + len - 16, b, 16);
+	} else if (len >= 8 && len < 16) {
+		uint64_t a, b;
+
+		memcpy(&a, sr, 8);
+		memcpy(&b, sr + len - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + len - 8, &b, 8);
+	} else if (len) {
+		memcpy(d, sr, len);
+	}
+}
+
 BUS_EXPORT int bus_pub_claim(struct bus_pub *p, size_t len, void **buf)
 {
 	int err = 0;
@@ -506,8 +543,7 @@ BUS_EXPORT int bus_pub_publish(struct bus_pub *p, uint32_t type, const void *dat
 
 	if (unlikely(!r))
 		return err;
-	if (len)  /* data may be NULL for an empty event */
-		memcpy(r + 1, data, len);
+	copy_payload(r + 1, data, len);
 	return pub_finish(p, r, type, len, flags);
 }
 
