@@ -24,7 +24,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
 	exit 1
 fi
 echo "bus: installing build dependencies:$need"
-echo "+ $sudo apt-get update -q"
+echo "+ ${sudo:+$sudo }apt-get update -q"
 DEBIAN_FRONTEND=noninteractive $sudo apt-get update -q >/dev/null
-echo "+ $sudo apt-get install -y -q$need"
+echo "+ ${sudo:+$sudo }apt-get install -y -q --no-install-recommends$need"
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends $need >/dev/null
