@@ -292,3 +292,36 @@ Test(sub, deleted_topic_drains_then_reports_epipe)
 	bus_sub_close(s);
 	bus_pub_close(p);
 }
+
+Test(sub, confirm_of_an_older_view_reports_without_delivering_twice)
+{
+	const char *t = t_topic("older");
+	struct bus_pub *p;
+	struct bus_sub *s;
+	struct bus_event a, b, ev;
+	uint64_t i, first_after;
+
+	cr_assert_eq(bus_topic_create(t, &(struct bus_topic_opts){ .ring_size = 4096 }), 0);
+	cr_assert_eq(bus_pub_open(t, &p), 0);
+	cr_assert_eq(bus_sub_open(t, NULL, &s), 0);
+	for (i = 1; i <= 3; i++)
+		cr_assert_eq(bus_pub_publish(p, 0, &i, sizeof(i), 0), 0);
+	cr_assert_eq(bus_sub_next(s, &a), 1);
+	cr_assert_eq(bus_sub_next(s, &b), 1);
+	for (i = 4; i <= 400; i++)  /* overwrite both views */
+		cr_assert_eq(bus_pub_publish(p, 0, &i, sizeof(i), 0), 0);
+	/* The older view: reported, no rewind (b was delivered after it). */
+	cr_assert_eq(bus_sub_confirm(s, &a), -ENOBUFS);
+	cr_assert_eq(bus_sub_next_seq(s), 3);
+	/* The latest view: reported, and the consumer rewinds to it. */
+	cr_assert_eq(bus_sub_confirm(s, &b), -ENOBUFS);
+	cr_assert_eq(bus_sub_next_seq(s), 2);
+	cr_assert_eq(bus_sub_next(s, &ev), -ENOBUFS);
+	cr_assert_eq(ev.seq, 2, "the gap starts at the torn view");
+	first_after = ev.seq + ev.lost;
+	cr_assert_eq(bus_sub_next(s, &ev), 1);
+	cr_assert_eq(ev.seq, first_after);
+	bus_sub_close(s);
+	bus_pub_close(p);
+	bus_topic_remove(t);
+}

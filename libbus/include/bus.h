@@ -255,9 +255,11 @@ struct bus_event {
 int bus_sub_next(struct bus_sub *sub, struct bus_event *ev);
 
 /*
- * Confirm that the event returned by bus_sub_next() was not overwritten while
- * it was used. 0 if intact; -ENOBUFS if it was (the consumer rewinds, so the
- * next bus_sub_next() reports the gap starting at ev->seq).
+ * Confirm that an event returned by bus_sub_next() was not overwritten while
+ * it was used. 0 if intact; -ENOBUFS if it was. For the event returned last,
+ * the consumer then rewinds, so the next bus_sub_next() reports the gap
+ * starting at ev->seq; an older view is only reported (rewinding past events
+ * already delivered would deliver them twice).
  */
 int bus_sub_confirm(struct bus_sub *sub, const struct bus_event *ev);
 

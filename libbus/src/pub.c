@@ -38,72 +38,54 @@ static inline void chunk_note(struct bus_pub *p, uint64_t pos, uint64_t seq)
 
 /*
  * Find where the previous producer stopped. head and tail are authoritative
- * (the previous producer published them); the sequence number comes from the
- * records themselves: the newest one's seq + 1, or tail_seq when the ring
- * holds no record (tail == head). A producer killed between claim and commit
- * left its bytes beyond head, where nobody looks.
+ * (the previous producer published them). One walk over [tail, head) checks
+ * every record (length in bounds, sequence numbers consecutive, the last one
+ * ending exactly at head), rebuilds the chunk table and finds the newest
+ * record; the next sequence number is the newest one's + 1, or tail_seq when
+ * the ring holds no record. A producer killed between claim and commit left
+ * its bytes beyond head, where nobody looks. O(records in the ring), once
+ * per producer open.
  */
 static int pub_recover(struct bus_pub *p, const char *name)
 {
 	struct seg_hdr *h = p->hdr;
 	uint64_t head = at_load_acquire(&h->head);  /* no other writer: lease held */
 	uint64_t tail = at_load_acquire(&h->tail);
-	uint64_t tail_seq = at_load_acquire(&h->tail_seq);
-	uint64_t last = at_load_acquire(&h->last);
-	uint64_t q, seq;
-	const struct rec_hdr *r;
+	uint64_t seq = at_load_acquire(&h->tail_seq);
+	uint64_t q;
 
 	if (tail > head || head - tail > p->cap)
 		return bus_err(EPROTO, "topic '%s' is corrupt: tail %llu, head %llu", name,
 			       (unsigned long long)tail, (unsigned long long)head);
-	if (tail_seq < p->seg.g.first_seq)
-		return bus_err(EPROTO, "topic '%s' is corrupt: tail sequence %llu before first %llu",
-			       name, (unsigned long long)tail_seq,
+	if (tail < head)  /* the record at tail knows its number */
+		seq = ring_rec(p->ring, p->mask, tail)->seq;
+	if (seq < p->seg.g.first_seq)
+		return bus_err(EPROTO, "topic '%s' is corrupt: sequence %llu before the first, %llu",
+			       name, (unsigned long long)seq,
 			       (unsigned long long)p->seg.g.first_seq);
-	seq = tail_seq;
-	if (tail < head) {
-		/* Fast path: `last` names the newest record when it ends at head. */
-		r = ring_rec(p->ring, p->mask, last);
-		if (last >= tail && last < head && r->len <= p->max_event &&
-		    last + rec_size(r->len) == head) {
-			seq = r->seq + 1;
-		} else {
-			/* Slow path: walk from the tail, checking every record. */
-			r = ring_rec(p->ring, p->mask, tail);
-			seq = r->seq;
-			for (q = tail; q < head; q += rec_size(r->len), seq++) {
-				r = ring_rec(p->ring, p->mask, q);
-				if (r->len > p->max_event || r->seq != seq)
-					return bus_err(EPROTO, "topic '%s' is corrupt: bad record at %llu",
-						       name, (unsigned long long)q);
-			}
-			if (q != head)
-				return bus_err(EPROTO, "topic '%s' is corrupt: records overrun head",
-					       name);
-		}
-		tail_seq = ring_rec(p->ring, p->mask, tail)->seq;
-	}
-	/* Make `last` and the statistics exact again: the previous producer
-	 * may have died between its head store and these. */
-	if (tail < head) {
-		for (q = tail; q + rec_size(ring_rec(p->ring, p->mask, q)->len) < head;
-		     q += rec_size(ring_rec(p->ring, p->mask, q)->len))
-			;
-		at_store_release(&h->last, q);
-	}
-	p->pos = p->published = head;
 	p->tail = tail;
-	p->tail_seq = tail_seq;
+	p->tail_seq = seq;
 	p->tail_limit = tail + p->cap;
-	p->seq = seq;
-	/* Rebuild the chunk table and `last` from the records in the ring. */
 	p->chunk_cur = UINT64_MAX;
 	p->last = head;
-	for (q = tail, seq = tail_seq; q < head; q += rec_size(r->len), seq++) {
-		r = ring_rec(p->ring, p->mask, q);
+	for (q = tail; q < head; seq++) {
+		const struct rec_hdr *r = ring_rec(p->ring, p->mask, q);
+
+		if (r->len > p->max_event || r->seq != seq)
+			return bus_err(EPROTO, "topic '%s' is corrupt: bad record at %llu", name,
+				       (unsigned long long)q);
 		chunk_note(p, q, seq);
 		p->last = q;
+		q += rec_size(r->len);
 	}
+	if (q != head)
+		return bus_err(EPROTO, "topic '%s' is corrupt: records overrun head", name);
+	/* The previous producer may have died between its head store and its
+	 * `last` store: make `last` exact again. */
+	if (tail < head)
+		at_store_release(&h->last, p->last);
+	p->pos = p->published = head;
+	p->seq = seq;
 	p->bytes = at_load_relaxed(&h->bytes);
 	p->waits = at_load_relaxed(&h->waits);
 	p->wakeups = at_load_relaxed(&h->wakeups);

@@ -192,6 +192,10 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 	 * also sees the position it must not overwrite. */
 	at_store_release(&s->slot->flags, (s->gating ? SLOT_GATING : 0) |
 					  (s->asym ? SLOT_ASYM : 0));
+	/* A gating producer scans slots only when it moves the tail; the fence
+	 * makes our flag and position visible before we read anything else, so
+	 * only a tail move already under way can miss us (the window documented
+	 * in bus.h; the first read then reports it as a gap). */
 	if (s->gating)
 		at_fence_seq_cst();
 	*out = s;
@@ -373,12 +377,14 @@ BUS_EXPORT int bus_sub_confirm(struct bus_sub *s, const struct bus_event *ev)
 	at_fence_acquire();
 	if (likely(at_load_relaxed(&s->hdr->tail) <= ev->pos_))
 		return 0;
-	/* Overwritten while in use: rewind so that the next call reports the
-	 * gap from this event on (it was never validly received). */
-	if (ev->seq < s->seq) {
+	/* Overwritten while in use. If it is the event next() returned last,
+	 * rewind so that the next call reports the gap from it on (it was never
+	 * validly received). An older view is not rewound to: the events after
+	 * it were delivered already, and going back would deliver them twice. */
+	if (ev->seq + 1 == s->seq && ev->pos_ + rec_size(ev->len) == s->pos) {
 		s->pos = ev->pos_;
 		s->seq = ev->seq;
-		s->events -= s->events ? 1 : 0;
+		s->events--;
 	}
 	return -ENOBUFS;
 }
