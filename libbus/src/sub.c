@@ -478,7 +478,7 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 	slot_publish(s);
 	start = mono_ns();
 	deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t)timeout_ns;
-	if (s->spin_ns > 0) {
+	if (s->spin_ns > 0 && deadline > start) {
 		uint64_t spin_end = start + (uint64_t)s->spin_ns;
 
 		if (spin_end > deadline)  /* never spin past the caller's timeout */
@@ -489,7 +489,7 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 			poll_pause();  /* look at most every POLL_TICKS */
 			if (sub_ready(s))
 				return 1;
-			if ((++i & 15) == 0 && mono_ns() >= spin_end)
+			if ((++i & 3) == 0 && mono_ns() >= spin_end)
 				break;
 		}
 	}
