@@ -367,6 +367,7 @@ enum prod_kind {
 	PROD_BATCH,       /* 64 x bus_pub_publish(BUS_MORE), bus_pub_flush() */
 	PROD_CLAIM,       /* 64 x claim + write + commit(BUS_MORE), flush */
 	PROD_SINGLE_BIG,  /* PROD_SINGLE on the 4 MiB ring of the other cases */
+	PROD_VEC,         /* bus_pub_publishv() of 64 events */
 	PROD_NKINDS
 };
 

@@ -429,6 +429,8 @@ static int prod_run(void *varg)
 	struct bus_arg *a = varg;
 	struct prod_result *pr = a->prod;
 	uint64_t msg[8], n = 0, t0 = 0, n0 = 0, t;
+	static uint64_t vmsg[BATCH][8];
+	struct bus_msg vec[BATCH];
 	uint64_t warm_end = now_ns() + (uint64_t)(cfg.warm_s * 1e9), end = 0;
 	struct bus_pub *pub;
 	int rc = 0;
@@ -449,6 +451,16 @@ static int prod_run(void *varg)
 					if (rc < 0)
 						goto fail;
 				}
+				break;
+			case PROD_VEC:
+				for (unsigned i = 0; i < BATCH; i++) {
+					memcpy(vmsg[i], pattern, sizeof(vmsg[i]));
+					vmsg[i][0] = n++;
+					vec[i] = (struct bus_msg){ vmsg[i], 64, TYPE_DATA };
+				}
+				rc = bus_pub_publishv(pub, vec, BATCH);
+				if (rc < 0)
+					goto fail;
 				break;
 			case PROD_BATCH:
 				for (unsigned i = 0; i < BATCH; i++) {
@@ -506,6 +518,7 @@ int bus_prod(enum prod_kind kind, struct prod_result *r)
 	static const char *tags[] = {
 		[PROD_SINGLE] = "prod-single", [PROD_BATCH] = "prod-batch",
 		[PROD_CLAIM] = "prod-claim", [PROD_SINGLE_BIG] = "prod-single-4m",
+		[PROD_VEC] = "prod-vec",
 	};
 	struct bus_arg a = { .size = 64, .kind = kind };
 	struct bus_topic_info info;

@@ -182,6 +182,22 @@ int bus_pub_publish(struct bus_pub *pub, uint32_t type, const void *data,
  * Returns the number of events made visible. */
 int bus_pub_flush(struct bus_pub *pub);
 
+struct bus_msg {
+	const void *data;   /* may be NULL when len is 0 */
+	uint32_t len;
+	uint32_t type;
+};
+
+/*
+ * Publish n events in one call, made visible together with one release store
+ * (with any BUS_MORE events still pending), sharing one timestamp. Like
+ * writev(2): returns the number of events published, which is less than n
+ * only if a gating consumer did not make room in time (the rest were not
+ * written), or -errno when none was: -EMSGSIZE (some len > max_event;
+ * checked before anything is written), -EPIPE (topic deleted), -EAGAIN.
+ */
+int bus_pub_publishv(struct bus_pub *pub, const struct bus_msg *msgs, unsigned n);
+
 /* Sequence number the next committed event will get. */
 uint64_t bus_pub_next_seq(const struct bus_pub *pub);
 

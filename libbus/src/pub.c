@@ -533,3 +533,72 @@ BUS_EXPORT int bus_pub_flush(struct bus_pub *p)
 {
 	return pub_publish(p);
 }
+
+BUS_EXPORT int bus_pub_publishv(struct bus_pub *p, const struct bus_msg *m, unsigned n)
+{
+	uint64_t pos, seq, bytes, last, ts, limit, chunk_end;
+	unsigned i, k = 0;
+	int err = 0;
+
+	for (i = 0; i < n; i++)
+		if (unlikely(m[i].len > p->max_event))
+			return bus_err(EMSGSIZE, "event %u of %u has %u bytes, the topic's maximum "
+				       "is %u", i, n, m[i].len, p->max_event);
+	if (unlikely(at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE))
+		return bus_err(EPIPE, "topic was deleted");
+	if (!n)
+		return 0;
+	/* The producer's state lives in registers for the loop: the payload
+	 * stores go through byte pointers the compiler must assume alias *p, so
+	 * fields of *p would be reloaded and stored again for every event. It
+	 * is written back around pub_make_room() (rare) and at the end. */
+	ts = p->batch_ts ? p->batch_ts : clock_now(&p->clk);
+	pos = p->pos;
+	seq = p->seq;
+	bytes = p->bytes;
+	last = p->last;
+	limit = p->tail_limit;
+	/* A record starting at or after chunk_end is the first of a chunk. */
+	chunk_end = (p->chunk_cur + 1) << p->chunk_shift;
+	for (i = 0; i < n; i++) {
+		uint32_t len = m[i].len;
+		uint64_t end = pos + rec_size(len), lt;
+		struct rec_hdr *r;
+
+		if (unlikely(end > limit)) {
+			p->pos = pos;
+			p->seq = seq;
+			p->bytes = bytes;
+			p->last = last;
+			p->pending += k;
+			k = 0;
+			err = pub_make_room(p, end);  /* may publish what is pending */
+			if (err < 0)
+				break;
+			limit = p->tail_limit;
+		}
+		r = (struct rec_hdr *)(p->ring + (pos & p->mask));
+		copy_payload(r + 1, m[i].data, len);
+		lt = (uint64_t)len | (uint64_t)m[i].type << 32;
+		memcpy(r, &lt, sizeof(lt));
+		r->seq = seq;
+		r->ts_ns = ts;
+		if (unlikely(pos >= chunk_end)) {
+			chunk_note(p, pos, seq);
+			chunk_end = (p->chunk_cur + 1) << p->chunk_shift;
+		}
+		last = pos;
+		pos = end;
+		seq++;
+		bytes += len;
+		k++;
+	}
+	p->pos = pos;
+	p->seq = seq;
+	p->bytes = bytes;
+	p->last = last;
+	p->pending += k;
+	p->batch_ts = ts;  /* pub_publish() clears it */
+	pub_publish(p);
+	return i ? (int)i : err;
+}
