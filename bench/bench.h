@@ -34,6 +34,7 @@ struct bench_cfg {
 	uint64_t pingpongs; /* cache-line round trips measured */
 	int quick;          /* BENCH_QUICK=1: every case ~5x shorter */
 	int no_bus;         /* --no-bus: only peers and machine limits */
+	int no_peers;       /* --no-peers: only bus and machine limits */
 	double tsc_per_ns;  /* TSC ticks per nanosecond (calibrated) */
 	int prod_cpu;       /* 0 */
 	int cons_cpu;       /* 1 */

@@ -2,7 +2,7 @@
 /*
  * bus-bench — bus against its peers and against the machine, in one run.
  *
- *   bus-bench [--csv FILE] [--quick] [--no-bus] [--only SECTIONS]
+ *   bus-bench [--csv FILE] [--quick] [--no-bus] [--no-peers] [--only SECTIONS]
  *
  * SECTIONS is a comma list of tp, lat, limits, prod (default: all). The
  * targets are ratios between numbers measured in the same run, because a
@@ -240,9 +240,16 @@ struct tp_case {
 
 static struct tp_case tpr[NSIZES][TP_NKINDS];
 
+static int k_is_peer(enum tp_kind k)
+{
+	return k == TP_PIPE || k == TP_UNIX || k == TP_ZMQ;
+}
+
 static int tp_wanted(size_t c, size_t s)
 {
 	if (tp_cases[c].bus && cfg.no_bus)
+		return 0;
+	if (cfg.no_peers && (k_is_peer(tp_cases[c].kind)))
 		return 0;
 	return tp_cases[c].kind != TP_SPSC || sizes[s] == 64;
 }
@@ -763,10 +770,11 @@ static const char *loadavg(void)
 
 static void usage(FILE *f, int status)
 {
-	fprintf(f, "usage: bus-bench [--csv FILE] [--quick] [--no-bus] [--only SECTIONS]\n"
+	fprintf(f, "usage: bus-bench [--csv FILE] [--quick] [--no-bus] [--no-peers] [--only SECTIONS]\n"
 		"  --csv FILE     also write every number to FILE (CSV)\n"
 		"  --quick        every case ~5x shorter (also BENCH_QUICK=1)\n"
 		"  --no-bus       only the peers and the machine limits\n"
+		"  --no-peers     only bus and the machine limits (no pipe, socket, ZeroMQ)\n"
 		"  --only LIST    comma list of tp, lat, limits, prod (default: all)\n"
 		"exit status: 0 ok, 1 a case failed (lost/garbled data, hang, error), 2 usage\n");
 	exit(status);
@@ -786,6 +794,8 @@ int main(int argc, char **argv)
 			cfg.quick = 1;
 		else if (!strcmp(argv[i], "--no-bus"))
 			cfg.no_bus = 1;
+		else if (!strcmp(argv[i], "--no-peers"))
+			cfg.no_peers = 1;
 		else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			usage(stdout, 0);
 		else
