@@ -203,6 +203,8 @@ static uint64_t gate_min(struct bus_pub *p, int check_alive, int *who, int *any_
 
 		if (!owner)
 			continue;
+		/* Acquire: pairs with the release store of flags at open, after
+		 * which the slot's pos is the consumer's real position. */
 		flags = at_load_acquire(&s->flags);
 		if (!(flags & SLOT_GATING))
 			continue;

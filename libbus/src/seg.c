@@ -151,7 +151,7 @@ int seg_create(const char *name, const struct bus_topic_opts *in)
 	if (r < 0)
 		return r;
 	csize = cons_file_size(o.max_consumers);
-	id = at_fetch_add(&counter, 1);
+	id = at_fetch_add(&counter, 1);  /* unique temporary names across threads */
 	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, path);
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(), id);
 	snprintf(ctmp, sizeof(ctmp), "%s" CONS_SUFFIX ".tmp.%d.%u", path, (int)getpid(), id);

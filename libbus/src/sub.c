@@ -43,6 +43,8 @@ static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
 				s->seq = ts;
 				return 0;
 			}
+			/* The tail moved since ring_oldest(): look again
+			 * before saying the sequence is not there. */
 			if (at_load_acquire(&s->hdr->tail) != t)
 				continue;
 			return bus_err(ERANGE, "topic '%s': sequence %llu is not in the ring "
@@ -202,6 +204,7 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 	bus_err_clear();
 	return 0;
 fail_slot:
+	/* Give the slot back; release, as in bus_sub_close(). */
 	at_store_release(&s->slot->owner, 0);
 fail:
 	seg_detach(&s->seg);
@@ -259,6 +262,8 @@ static inline void slot_publish(struct bus_sub *s)
 			at_fence_seq_cst();
 		uint32_t req = at_load_relaxed(&s->chdr->gate_req);
 		if (unlikely(req == at_load_relaxed(&s->chdr->gate_gen))) {
+			/* An RMW: several consumers may wake the producer at
+			 * once; any bump ends its futex_wait. */
 			at_fetch_add(&s->chdr->gate_gen, 1);
 			futex_wake_all(&s->chdr->gate_gen);
 		}
