@@ -25,15 +25,26 @@
 /* Attach and recovery                                                      */
 /* ------------------------------------------------------------------------ */
 
-/* A record starts at `pos`: if it is the first in its chunk, remember it. */
-static inline void chunk_note(struct bus_pub *p, uint64_t pos, uint64_t seq)
+/* A record starts at `pos` (sequence number `seq`); callers have checked
+ * pos >= p->chunk_end: it is the first in its chunk, remember it. */
+static void chunk_note(struct bus_pub *p, uint64_t pos, uint64_t seq)
 {
 	uint64_t c = pos >> p->chunk_shift;
 
-	if (c != p->chunk_cur) {
-		p->first[c & (CHUNK_TABLE - 1)] = (struct chunk_first){ pos, seq };
-		p->chunk_cur = c;
-	}
+	p->first[c & (CHUNK_TABLE - 1)] = (struct chunk_first){ pos, seq };
+	p->chunk_end = (c + 1) << p->chunk_shift;
+}
+
+/* Write a record's header (the payload is in place already). len and type
+ * go in one 8-byte store: rec_hdr has len at +0 and type at +4. */
+static inline void rec_write(struct rec_hdr *r, uint64_t len, uint32_t type, uint64_t seq,
+			     uint64_t ts)
+{
+	uint64_t lt = len | (uint64_t)type << 32;
+
+	memcpy(r, &lt, sizeof(lt));
+	r->seq = seq;
+	r->ts_ns = ts;
 }
 
 /*
@@ -66,7 +77,7 @@ static int pub_recover(struct bus_pub *p, const char *name)
 	p->tail = tail;
 	p->tail_seq = seq;
 	p->tail_limit = tail + p->cap;
-	p->chunk_cur = UINT64_MAX;
+	p->chunk_end = 0;
 	p->last = head;
 	for (q = tail; q < head; seq++) {
 		const struct rec_hdr *r = ring_rec(p->ring, p->mask, q);
@@ -74,7 +85,8 @@ static int pub_recover(struct bus_pub *p, const char *name)
 		if (r->len > p->max_event || r->seq != seq)
 			return bus_err(EPROTO, "topic '%s' is corrupt: bad record at %llu", name,
 				       (unsigned long long)q);
-		chunk_note(p, q, seq);
+		if (q >= p->chunk_end)
+			chunk_note(p, q, seq);
 		p->last = q;
 		q += rec_size(r->len);
 	}
@@ -417,7 +429,7 @@ static inline __attribute__((always_inline)) struct rec_hdr *pub_reserve(struct 
 static inline __attribute__((always_inline)) int pub_finish(struct bus_pub *p, struct rec_hdr *r, uint32_t type,
 			     size_t len, unsigned flags)
 {
-	uint64_t pos = p->pos, seq = p->seq, ts, lt;
+	uint64_t pos = p->pos, seq = p->seq, ts;
 
 	if (unlikely(flags & ~BUS_MORE))
 		return bus_err(EINVAL, "commit of %zu bytes: unknown flags 0x%x", len, flags);
@@ -429,64 +441,54 @@ static inline __attribute__((always_inline)) int pub_finish(struct bus_pub *p, s
 		if (flags & BUS_MORE)
 			p->batch_ts = ts;
 	}
-	/* len and type in one 8-byte store (rec_hdr: len at +0, type at +4). */
-	lt = (uint64_t)len | (uint64_t)type << 32;
-	memcpy(r, &lt, sizeof(lt));
-	r->seq = seq;
-	r->ts_ns = ts;
-	if (unlikely(pos >> p->chunk_shift != p->chunk_cur))
+	rec_write(r, len, type, seq, ts);
+	if (unlikely(pos >= p->chunk_end))
 		chunk_note(p, pos, seq);
 	p->seq = seq + 1;
 	p->pos = pos + rec_size(len);
 	p->bytes += len;
-	if (flags & BUS_MORE) {
+	if (unlikely((flags & BUS_MORE) || p->pending)) {  /* part of a batch */
 		p->last = pos;
 		p->pending++;
+		if (!(flags & BUS_MORE))
+			pub_publish(p);  /* this event ends the batch */
 		return 0;
 	}
-	if (unlikely(p->pending)) {  /* this event ends a batch */
-		p->pending = 0;
-		p->batch_ts = 0;
-	}
+	/* A single event: no batch state to touch (the fewer stores, the
+	 * better; see pub_publish_to()). */
 	pub_publish_to(p, p->pos, pos);
 	return 0;
 }
 
+/* Copy n bytes, 8 <= w <= n <= 2w, as two overlapping copies of w bytes
+ * (the first and the last w); w is a constant at every call, so each copy is
+ * a fixed-size move, the trick libc uses inside memcpy. */
+static inline __attribute__((always_inline)) void copy_2w(uint8_t *d, const uint8_t *s,
+							   size_t n, size_t w)
+{
+	uint8_t a[32], b[32];
+
+	memcpy(a, s, w);
+	memcpy(b, s + n - w, w);
+	memcpy(d, a, w);
+	memcpy(d + n - w, b, w);
+}
+
 /*
- * memcpy, with small payloads copied inline: a call into libc's memcpy costs
- * a few ns, a third of a batched publish. Up to 64 bytes: two overlapping
- * copies of fixed size (the compiler emits plain vector loads and stores),
- * the same trick libc uses inside. data may be NULL when len is 0.
+ * memcpy, with payloads up to 64 bytes copied inline: a call into libc's
+ * memcpy costs a few ns, a third of a batched publish. data may be NULL when
+ * len is 0.
  */
 static inline void copy_payload(void *dst, const void *src, size_t len)
 {
-	uint8_t *d = dst;
-	const uint8_t *sr = src;
-
-	if (len >= 32 && len <= 64) {
-		uint8_t a[32], b[32];
-
-		memcpy(a, sr, 32);
-		memcpy(b, sr + len - 32, 32);
-		memcpy(d, a, 32);
-		memcpy(d + len - 32, b, 32);
-	} else if (len >= 16 && len < 32) {
-		uint8_t a[16], b[16];
-
-		memcpy(a, sr, 16);
-		memcpy(b, sr + len - 16, 16);
-		memcpy(d, a, 16);
-		memcpy(d + len - 16, b, 16);
-	} else if (len >= 8 && len < 16) {
-		uint64_t a, b;
-
-		memcpy(&a, sr, 8);
-		memcpy(&b, sr + len - 8, 8);
-		memcpy(d, &a, 8);
-		memcpy(d + len - 8, &b, 8);
-	} else if (len) {
-		memcpy(d, sr, len);
-	}
+	if (len >= 32 && len <= 64)
+		copy_2w(dst, src, len, 32);
+	else if (len >= 16 && len < 32)
+		copy_2w(dst, src, len, 16);
+	else if (len >= 8 && len < 16)
+		copy_2w(dst, src, len, 8);
+	else if (len)
+		memcpy(dst, src, len);
 }
 
 BUS_EXPORT int bus_pub_claim(struct bus_pub *p, size_t len, void **buf)
@@ -538,7 +540,7 @@ BUS_EXPORT int bus_pub_flush(struct bus_pub *p)
 
 BUS_EXPORT int bus_pub_publishv(struct bus_pub *p, const struct bus_msg *m, unsigned n)
 {
-	uint64_t pos, seq, bytes, last, ts, limit, chunk_end;
+	uint64_t pos, seq, bytes, last, ts, limit;
 	unsigned i, k = 0;
 	int err = 0;
 
@@ -560,11 +562,9 @@ BUS_EXPORT int bus_pub_publishv(struct bus_pub *p, const struct bus_msg *m, unsi
 	bytes = p->bytes;
 	last = p->last;
 	limit = p->tail_limit;
-	/* A record starting at or after chunk_end is the first of a chunk. */
-	chunk_end = (p->chunk_cur + 1) << p->chunk_shift;
 	for (i = 0; i < n; i++) {
 		uint32_t len = m[i].len;
-		uint64_t end = pos + rec_size(len), lt;
+		uint64_t end = pos + rec_size(len);
 		struct rec_hdr *r;
 
 		if (unlikely(end > limit)) {
@@ -581,14 +581,9 @@ BUS_EXPORT int bus_pub_publishv(struct bus_pub *p, const struct bus_msg *m, unsi
 		}
 		r = (struct rec_hdr *)(p->ring + (pos & p->mask));
 		copy_payload(r + 1, m[i].data, len);
-		lt = (uint64_t)len | (uint64_t)m[i].type << 32;
-		memcpy(r, &lt, sizeof(lt));
-		r->seq = seq;
-		r->ts_ns = ts;
-		if (unlikely(pos >= chunk_end)) {
+		rec_write(r, len, m[i].type, seq, ts);
+		if (unlikely(pos >= p->chunk_end))
 			chunk_note(p, pos, seq);
-			chunk_end = (p->chunk_cur + 1) << p->chunk_shift;
-		}
 		last = pos;
 		pos = end;
 		seq++;

@@ -90,7 +90,7 @@ struct bus_pub {
 	uint64_t bytes;
 	uint64_t last;       /* start of the newest committed record */
 	uint64_t batch_ts;   /* timestamp of the pending batch, 0 if none */
-	uint64_t chunk_cur;  /* chunk number of the newest record start */
+	uint64_t chunk_end;  /* a record starting at or after this is the first of its chunk */
 	uint32_t max_event;
 	uint32_t chunk_shift;
 	struct rec_hdr *claim;
