@@ -325,3 +325,38 @@ Test(sub, confirm_of_an_older_view_reports_without_delivering_twice)
 	bus_pub_close(p);
 	bus_topic_remove(t);
 }
+
+/* A half-ring event invalidates everything before it, `last` included: a
+ * NEWEST or END start must then fall back to the (empty) oldest position. */
+Test(sub, newest_when_the_newest_record_was_invalidated_starts_at_the_next)
+{
+	const char *t = t_topic("bignewest");
+	struct bus_pub *p;
+	struct bus_sub *newest, *end;
+	struct bus_event ev;
+	static char big[4096];
+	void *buf;
+
+	cr_assert_eq(bus_topic_create(t, &(struct bus_topic_opts){ .ring_size = 8192,
+								   .max_event = 4096 }), 0);
+	cr_assert_eq(bus_pub_open(t, &p), 0);
+	cr_assert_eq(bus_pub_publish(p, 0, big, sizeof(big), 0), 0);  /* seq 1 */
+	cr_assert_eq(bus_pub_publish(p, 0, big, sizeof(big), 0), 0);  /* seq 2 */
+	cr_assert_eq(bus_pub_claim(p, sizeof(big), &buf), 0);          /* gives up seq 2 */
+	cr_assert_eq(bus_sub_open(t, &(struct bus_sub_opts){ .from = BUS_FROM_NEWEST }, &newest), 0);
+	cr_assert_eq(bus_sub_open(t, &(struct bus_sub_opts){ .from = BUS_FROM_END }, &end), 0);
+	cr_assert_eq(bus_sub_next_seq(newest), 3);
+	cr_assert_eq(bus_sub_next_seq(end), 3);
+	cr_assert_eq(bus_sub_next(newest, &ev), 0);
+	memset(buf, 'z', sizeof(big));
+	cr_assert_eq(bus_pub_commit(p, 7, sizeof(big), 0), 0);
+	cr_assert_eq(bus_sub_next(newest, &ev), 1);
+	cr_assert_eq(ev.seq, 3);
+	cr_assert_eq(ev.type, 7);
+	cr_assert_eq(bus_sub_next(end, &ev), 1);
+	cr_assert_eq(ev.seq, 3);
+	bus_sub_close(newest);
+	bus_sub_close(end);
+	bus_pub_close(p);
+	bus_topic_remove(t);
+}

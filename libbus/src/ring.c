@@ -23,7 +23,6 @@ void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *he
 		uint64_t h = at_load_acquire(&s->hdr->head);     /* C1 */
 		const struct rec_hdr *r;
 		uint64_t rs;
-		uint32_t len;
 
 		if (h == t) {
 			*pos = t;
@@ -33,11 +32,9 @@ void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *he
 		}
 		r = ring_rec(s->ring, s->mask, t);
 		rs = r->seq;
-		len = r->len;
 		at_fence_acquire(); /* C2 */
-		/* A bad length with tail unchanged is corruption, not a race:
-		 * take it, and let peek() report it. */
-		(void)len;
+		/* Tail unchanged: the header was intact. (Its length is not
+		 * checked here; a corrupt one is reported by the first read.) */
 		if (at_load_relaxed(&s->hdr->tail) == t) {
 			*pos = t;
 			*seq = rs;
@@ -48,8 +45,24 @@ void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *he
 	}
 }
 
-/* The newest visible record (position, seq, length), or 0 if none was ever
- * published or it is being overwritten. */
+int ring_walk(const struct seg *s, uint64_t *q, uint64_t *seq, uint64_t end,
+	      uint64_t stop, uint32_t *len)
+{
+	for (;;) {
+		const struct rec_hdr *r = ring_rec(s->ring, s->mask, *q);
+
+		*len = r->len;
+		if (*len > s->g.max_event || r->seq != *seq)
+			return 0;
+		if (*seq >= stop || *q + rec_size(*len) >= end)
+			return 1;
+		*q += rec_size(*len);
+		(*seq)++;
+	}
+}
+
+/* The newest visible record (position, seq, record size), or 0 if none was
+ * ever published or none is intact. */
 int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *size)
 {
 	/* `last` is stored after head (pub.c), so loading it first (acquire)
@@ -58,53 +71,34 @@ int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *siz
 	 * producer that died between the two stores): walk from `last` to head. */
 	uint64_t l = at_load_acquire(&s->hdr->last);
 	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
-	const struct rec_hdr *r;
-	uint64_t rs, q = l;
+	uint64_t q = l, qs = ring_rec(s->ring, s->mask, l)->seq, t, hh;
 	uint32_t len;
-	int steps = 0;
+	int ok, tries;
 
 	if (h == 0)
 		return 0;
-	for (;;) {
-		r = ring_rec(s->ring, s->mask, q);
-		rs = r->seq;
-		len = r->len;
-		if (len > s->g.max_event || q + rec_size(len) >= h || ++steps > 4096)
-			break;
-		q += rec_size(len);
-	}
+	ok = ring_walk(s, &q, &qs, h, UINT64_MAX, &len);
 	at_fence_acquire(); /* C2, for every header read above */
-	if (at_load_relaxed(&s->hdr->tail) <= l && len <= s->g.max_event &&
-	    q + rec_size(len) == h) {
-		*pos = q;
-		*seq = rs;
-		*size = rec_size(len);
-		return 1;
-	}
-	/* `last` was overwritten (a fast producer, or a big record that
-	 * invalidated the whole ring): walk from the oldest record instead. */
-	for (steps = 0; steps < 16; steps++) {
-		uint64_t t, ts, hh;
-
-		ring_oldest(s, &t, &ts, &hh);
-		if (t == hh)
+	/* Otherwise `last` was overwritten (a fast producer, or a big record
+	 * that invalidated the whole ring): walk from the oldest record. */
+	for (tries = 0; !(ok && at_load_relaxed(&s->hdr->tail) <= l); tries++) {
+		if (tries == 16)
 			return 0;
-		for (q = t, rs = ts;; q += rec_size(len), rs++) {
-			r = ring_rec(s->ring, s->mask, q);
-			len = r->len;
-			if (len > s->g.max_event || q + rec_size(len) >= hh)
-				break;
-		}
+		ring_oldest(s, &l, &qs, &hh);  /* l: where this walk starts */
+		if (l == hh)
+			return 0;
+		q = l;
+		h = hh;
+		ok = ring_walk(s, &q, &qs, h, UINT64_MAX, &len);
 		at_fence_acquire(); /* C2 */
-		if (at_load_relaxed(&s->hdr->tail) > t)
-			continue;
-		if (len > s->g.max_event || q + rec_size(len) != hh)
-			return 0;  /* corrupt: let the first read report it */
-		*pos = q;
-		*seq = rs;
-		*size = rec_size(len);
-		return 1;
+		t = at_load_relaxed(&s->hdr->tail);
+		if (t <= l && !ok)
+			return 0;  /* intact but bad: corrupt; the first read reports it */
 	}
-	return 0;
+	if (q + rec_size(len) != h)
+		return 0;      /* corrupt, as above */
+	*pos = q;
+	*seq = qs;
+	*size = rec_size(len);
+	return 1;
 }
-

@@ -160,6 +160,14 @@ static inline const struct rec_hdr *ring_rec(const uint8_t *ring, uint64_t mask,
 /* The oldest intact record (position, sequence number) and the head seen
  * with it. Always succeeds (an empty ring: tail == head, tail_seq). */
 void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *head);
+/* Walk whole records from *q (sequence number *seq) while the record there
+ * is not the one numbered `stop` and does not reach `end`. Returns 1 with
+ * *q, *seq, *len describing the record it stopped at, 0 at a header that
+ * cannot be right (length out of bounds, sequence out of order). The reads
+ * are not confirmed: the caller fences (C2) and checks the tail, which tells
+ * a race with the producer from corruption. */
+int ring_walk(const struct seg *s, uint64_t *q, uint64_t *seq, uint64_t end,
+	      uint64_t stop, uint32_t *len);
 /* The newest visible record (position, sequence number, record size), or 0
  * if none was ever published or none is intact. */
 int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *size);

@@ -62,23 +62,13 @@ static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
 		}
 		/* Walk; every header read is confirmed by the tail check after. */
 		uint64_t q = t, seq = ts;
-		int bad = 0;
+		uint32_t len;
+		int ok = ring_walk(&s->seg, &q, &seq, lp + lsz, want, &len);
 
-		while (seq < want && q < lp) {
-			const struct rec_hdr *r = ring_rec(s->ring, s->mask, q);
-			uint32_t len = r->len;
-
-			if (len > s->max_event || r->seq != seq) {
-				bad = 1;
-				break;
-			}
-			q += rec_size(len);
-			seq++;
-		}
 		at_fence_acquire(); /* C2 for every header read above */
 		if (at_load_relaxed(&s->hdr->tail) > t)
 			continue; /* lapped during the walk */
-		if (bad || seq != want)
+		if (!ok || seq != want)
 			return bus_err(EPROTO, "topic '%s' is corrupt near position %llu", name,
 				       (unsigned long long)q);
 		s->pos = q;
