@@ -425,24 +425,41 @@ static inline int sub_ready(struct bus_sub *s)
 }
 
 /*
- * Announce that we are about to sleep on generation `gen` (W2) and make the
- * announcement visible to the producer before we look at head again (W3).
- * Returns the longest we may sleep without risking a lost wakeup: forever,
- * or a short poll when no barrier can pair with the producer's P2.
+ * Announce that this consumer is about to sleep: W1 reads the generation it
+ * will sleep on (acquire, pairs with the producer's RMW on wake_gen in
+ * pub_wake(), which follows P1: a consumer that reads the new generation also
+ * sees the head stored before it); W2 raises wake_req to it (a CAS max:
+ * several consumers may announce at once, and a stale lower value must not
+ * win). Returns the generation.
  */
-static int64_t sub_prepare_sleep(struct bus_sub *s, uint32_t gen)
+static uint32_t sub_announce(struct bus_sub *s)
 {
-	/* W2: raise wake_req to our generation (CAS max; several consumers may
-	 * announce at once, and a stale lower value must not win). */
-	at_max_u32(&s->chdr->wake_req, gen);
-	/* W3: pairs with P2. The seq_cst CAS above already orders our stores
-	 * before our loads; membarrier makes the producer's compiler-barrier
-	 * side a real barrier. */
+	uint32_t gen = at_load_acquire(&s->hdr->wake_gen);  /* W1 */
+
+	at_max_u32(&s->chdr->wake_req, gen);                /* W2 */
+	return gen;
+}
+
+/*
+ * W3, after announcing on every consumer in subs: pairs with P2, so that
+ * either the producer sees the announcement or we see its head. The seq_cst
+ * CAS of W2 already orders our stores before our loads; membarrier makes the
+ * producer's compiler-barrier side a real barrier. Returns how long one
+ * sleep may last: MAX_SLEEP_NS (invariant 8: every sleep is bounded, so a
+ * wakeup lost to a bug or a hostile producer costs latency, never liveness),
+ * or 1 ms of polling when membarrier is missing and some producer relies on
+ * it.
+ */
+static int64_t sleep_bound(struct bus_sub *const *subs, unsigned n)
+{
+	unsigned i;
+
 	if (membarrier_heavy() == 0)
-		return -1;
-	if (at_load_relaxed(&s->hdr->pub_fence) == FENCE_FULL)
-		return -1;  /* the producer fences itself; our CAS pairs with it */
-	return 1000000; /* no way to pair: poll every millisecond */
+		return MAX_SLEEP_NS;
+	for (i = 0; i < n; i++)
+		if (at_load_relaxed(&subs[i]->hdr->pub_fence) != FENCE_FULL)
+			return 1000000;
+	return MAX_SLEEP_NS;  /* every producer fences itself; the CAS pairs */
 }
 
 static int64_t remaining(uint64_t deadline)
@@ -497,18 +514,12 @@ BUS_EXPORT int bus_sub_wait(struct bus_sub *s, int64_t timeout_ns)
 		left = remaining(deadline);
 		if (left == 0)
 			return sub_ready(s) ? 1 : -ETIMEDOUT;
-		/* W1: pairs with the producer's wake (an RMW on wake_gen after
-		 * P1): if we read the new generation we also see its head. */
-		gen = at_load_acquire(&s->hdr->wake_gen);
-		cap = sub_prepare_sleep(s, gen);
+		gen = sub_announce(s);
+		cap = sleep_bound(&s, 1);
 		if (sub_ready(s))
 			return 1;
 		at_store_relaxed(&s->slot->sleeping, 1);
-		/* Invariant 8: every sleep is bounded, even "forever" (a
-		 * second at a time), so a wakeup lost to a bug or a hostile
-		 * producer costs latency, never liveness. */
-		r = futex_wait_shared(&s->hdr->wake_gen, gen,
-				      min_timeout(min_timeout(left, cap), MAX_SLEEP_NS));
+		r = futex_wait_shared(&s->hdr->wake_gen, gen, min_timeout(left, cap));
 		at_store_relaxed(&s->slot->sleeping, 0);
 		if (r == -EINTR)
 			return -EINTR;
@@ -534,8 +545,7 @@ BUS_EXPORT int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t tim
 {
 	struct waitv_entry w[WAITV_MAX];
 	struct timespec abs;
-	uint64_t deadline;
-	int64_t cap = -1;
+	uint64_t deadline, until;
 	unsigned i;
 	long r;
 
@@ -550,38 +560,20 @@ BUS_EXPORT int bus_wait_any(struct bus_sub *const *subs, unsigned n, int64_t tim
 				return (int)i;
 		if (remaining(deadline) == 0)
 			return -ETIMEDOUT;
-		/* W1/W2 for every topic, one W3 for all of them. */
+		/* Announce on every topic, then one W3 for all of them. */
 		for (i = 0; i < n; i++) {
-			uint32_t gen = at_load_acquire(&subs[i]->hdr->wake_gen);
-
-			at_max_u32(&subs[i]->chdr->wake_req, gen);
-			w[i].val = gen;
+			w[i].val = sub_announce(subs[i]);
 			w[i].uaddr = (uint64_t)(uintptr_t)&subs[i]->hdr->wake_gen;
 			w[i].flags = FUTEX_32; /* shared: no FUTEX2_PRIVATE */
 			w[i].reserved = 0;
 		}
-		if (membarrier_heavy() < 0)
-			for (i = 0; i < n; i++)
-				if (at_load_relaxed(&subs[i]->hdr->pub_fence) != FENCE_FULL)
-					cap = 1000000;
+		until = mono_ns() + (uint64_t)min_timeout(remaining(deadline), sleep_bound(subs, n));
 		for (i = 0; i < n; i++)
 			if (sub_ready(subs[i]))
 				return (int)i;
-		{
-			uint64_t until = deadline;
-			int64_t left = remaining(deadline);
-
-			if (cap < 0 || cap > MAX_SLEEP_NS)
-				cap = MAX_SLEEP_NS;  /* bounded, as in bus_sub_wait() */
-			if (left < 0 || left > cap)
-				until = mono_ns() + (uint64_t)cap;
-			if (until != UINT64_MAX) {
-				abs.tv_sec = (time_t)(until / 1000000000ull);
-				abs.tv_nsec = (long)(until % 1000000000ull);
-			}
-			r = syscall(SYS_futex_waitv, w, n, 0,
-				    until == UINT64_MAX ? NULL : &abs, CLOCK_MONOTONIC);
-		}
+		abs.tv_sec = (time_t)(until / 1000000000ull);  /* futex_waitv: absolute */
+		abs.tv_nsec = (long)(until % 1000000000ull);
+		r = syscall(SYS_futex_waitv, w, n, 0, &abs, CLOCK_MONOTONIC);
 		if (r < 0) {
 			if (errno == ENOSYS)
 				return bus_err(ENOSYS, "futex_waitv needs Linux 5.16 or later");
