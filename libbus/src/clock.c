@@ -72,7 +72,7 @@ void clock_init(struct bus_clock *c)
 #endif
 }
 
-uint64_t clock_resync(struct bus_clock *c, uint64_t tsc)
+uint64_t clock_resync(struct bus_clock *c)
 {
 	uint64_t ns;
 
@@ -80,7 +80,6 @@ uint64_t clock_resync(struct bus_clock *c, uint64_t tsc)
 	if (c->use_tsc) {
 		uint64_t t;
 
-		(void)tsc;
 		pair(&t, &ns);
 		/* Refine the scale over the whole baseline unless the wall clock
 		 * stepped (then restart the baseline). */
@@ -103,7 +102,6 @@ uint64_t clock_resync(struct bus_clock *c, uint64_t tsc)
 	} else
 #endif
 	{
-		(void)tsc;
 		ns = real_ns();
 	}
 	/* Clamp interpolation noise; let a real step (>= 1 ms back) through. */

@@ -27,7 +27,7 @@ struct bus_clock {
 };
 
 void clock_init(struct bus_clock *c);
-uint64_t clock_resync(struct bus_clock *c, uint64_t tsc);
+uint64_t clock_resync(struct bus_clock *c);
 
 #if defined(__x86_64__)
 #include <x86intrin.h>
@@ -45,14 +45,14 @@ static inline uint64_t clock_now(struct bus_clock *c)
 			c->last = ns;
 			return ns;
 		}
-		return clock_resync(c, t);
+		return clock_resync(c);
 	}
-	return clock_resync(c, 0);
+	return clock_resync(c);
 }
 #else
 static inline uint64_t clock_now(struct bus_clock *c)
 {
-	return clock_resync(c, 0);
+	return clock_resync(c);
 }
 #endif
 

@@ -8,7 +8,6 @@
  * changes only when a consumer is about to sleep.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -220,7 +219,7 @@ static uint64_t gate_min(struct bus_pub *p, int check_alive, int *who, int *any_
 		flags = at_load_acquire(&s->flags);
 		if (!(flags & SLOT_GATING))
 			continue;
-		if (check_alive && kill((pid_t)owner, 0) < 0 && errno == ESRCH)
+		if (check_alive && !pid_alive(owner))
 			continue;
 		/* G3: pairs with G1 (the consumer's release store of pos): the
 		 * bytes before pos are no longer read once we see it. */

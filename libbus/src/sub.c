@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -82,11 +81,6 @@ static int seek_seq(struct bus_sub *s, uint64_t want, const char *name)
 /* ------------------------------------------------------------------------ */
 /* Attach                                                                   */
 /* ------------------------------------------------------------------------ */
-
-static int pid_alive(uint32_t pid)
-{
-	return kill((pid_t)pid, 0) == 0 || errno != ESRCH;
-}
 
 /* Take a free slot, or one whose owner died without closing it. */
 static struct cons_slot *slot_claim(struct seg *sg)

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* topic.c — topic lifecycle and read-only inspection. */
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 
 #include "atomics.h"
 #include "err.h"
 #include "ring.h"
 #include "seg.h"
+#include "wait.h"
 
 BUS_EXPORT int bus_topic_create(const char *name, const struct bus_topic_opts *opts)
 {
@@ -17,11 +17,6 @@ BUS_EXPORT int bus_topic_create(const char *name, const struct bus_topic_opts *o
 BUS_EXPORT int bus_topic_remove(const char *name)
 {
 	return seg_remove(name);
-}
-
-static int alive(uint32_t pid)
-{
-	return pid && (kill((pid_t)pid, 0) == 0 || errno != ESRCH);
 }
 
 BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
@@ -48,7 +43,7 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 	ti->flags = s.g.flags;
 	ti->first_seq = s.g.first_seq;
 	pid = at_load_relaxed(&h->pub_pid);
-	ti->producer_pid = alive(pid) ? pid : 0;
+	ti->producer_pid = pid_alive(pid) ? pid : 0;
 	/* Statistics: relaxed loads; a snapshot may be skewed by a few events.
 	 * Sequence numbers come from the records themselves. */
 	ti->bytes = at_load_relaxed(&h->bytes);
@@ -63,7 +58,7 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 		uint32_t owner = at_load_relaxed(&sl->owner);
 		uint64_t cseq, lag;
 
-		if (!alive(owner))
+		if (!pid_alive(owner))
 			continue;
 		cseq = at_load_relaxed(&sl->seq);
 		lag = ti->next_seq > cseq ? ti->next_seq - cseq : 0;

@@ -25,6 +25,10 @@ int membarrier_heavy(void);
  * the light side (a compiler barrier) may be used, 0 if not. Idempotent. */
 int membarrier_register(void);
 
+/* 1 if a process with this pid exists (or may: EPERM), 0 if not or pid 0.
+ * Slot owners and producers are judged by it; it assumes one PID namespace. */
+int pid_alive(uint32_t pid);
+
 uint64_t mono_ns(void);
 uint64_t real_ns(void);
 
