@@ -300,6 +300,15 @@ int seg_validate_cons(const struct cons_hdr *c, uint64_t file_size, uint32_t nsl
 	return 0;
 }
 
+/* Prefix the detail of a failed check (seg_validate*) with the topic name. */
+static int err_topic(int r, const char *name)
+{
+	char why[200];
+
+	snprintf(why, sizeof(why), "%s", bus_errmsg());
+	return bus_err(-r, "topic '%s': %s", name, why);
+}
+
 static int open_file(const char *path, int flags, const char *name, const char *what)
 {
 	int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
@@ -469,10 +478,7 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 	r = seg_validate(probe, size, &s->g);
 	munmap(probe, SEG_HDR_SIZE);
 	if (r < 0) {
-		char why[200];
-
-		snprintf(why, sizeof(why), "%s", bus_errmsg());
-		r = bus_err(-r, "topic '%s': %s", name, why);
+		r = err_topic(r, name);
 		goto fail;
 	}
 	s->mask = s->g.ring_size - 1;
@@ -508,10 +514,7 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 	}
 	r = seg_validate_cons(s->chdr, csize, s->g.nslots);
 	if (r < 0) {
-		char why[200];
-
-		snprintf(why, sizeof(why), "%s", bus_errmsg());
-		r = bus_err(-r, "topic '%s': %s", name, why);
+		r = err_topic(r, name);
 		goto fail;
 	}
 	s->slots = (struct cons_slot *)((uint8_t *)s->chdr + CONS_HDR_SIZE);
@@ -572,33 +575,53 @@ void seg_detach(struct seg *s)
 int seg_remove(const char *name)
 {
 	char cpath[PATH_MAX + 8];
+	struct stat a, b;
+	struct seg_hdr *h;
 	struct seg s;
-	int r;
+	int fd, r;
 
-	/* Attach first: only a valid bus segment is unlinked, never some other
-	 * file that happens to have the name. */
+	/* Validate first (read-only, nothing prefaulted): only a valid bus
+	 * segment is unlinked, never some other file that has the name. */
 	r = seg_attach(name, SEG_INSPECT, &s);
 	if (r < 0)
 		return r;
-	seg_detach(&s);
-	r = seg_attach(name, SEG_PRODUCER, &s);
-	if (r < 0)
-		return r;
+	/* Marking it deleted takes write permission, as producing does. */
+	fd = open(s.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = bus_err(errno, "cannot remove topic '%s': %s", name, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &a) < 0 || fstat(s.fd, &b) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		r = bus_err(EAGAIN, "topic '%s' was replaced while being removed", name);
+		goto out;
+	}
+	h = mmap(NULL, SEG_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (h == MAP_FAILED) {
+		r = bus_err(errno, "cannot map topic '%s': %s", name, strerror(errno));
+		goto out;
+	}
 	/* Unlink first: if we may not, nothing changes. */
 	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, s.path);
 	if (unlink(s.path) < 0) {
 		r = bus_err(errno, "cannot remove topic '%s': %s", name, strerror(errno));
-		seg_detach(&s);
-		return r;
+		munmap(h, SEG_HDR_SIZE);
+		goto out;
 	}
 	unlink(cpath);
 	/* Consumers load state (relaxed) when they run dry; the futex wake
 	 * below gets sleepers to look. The release orders nothing else: state is
-	 * a flag, not a publication. */
-	at_store_release(&s.hdr->state, SEG_STATE_DELETED);
-	at_fetch_add(&s.hdr->wake_gen, 1);
-	futex_wake_all(&s.hdr->wake_gen);
-	seg_detach(&s);
+	 * a flag, not a publication. The RMW on wake_gen: the producer bumps it
+	 * too (pub_wake). */
+	at_store_release(&h->state, SEG_STATE_DELETED);
+	at_fetch_add(&h->wake_gen, 1);
+	futex_wake_all(&h->wake_gen);
+	munmap(h, SEG_HDR_SIZE);
 	bus_err_clear();
-	return 0;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	seg_detach(&s);
+	return r;
 }
