@@ -108,6 +108,10 @@ struct bus_topic_info {
 	uint32_t consumers;      /* attached consumers */
 	uint32_t deleted;        /* 1 once bus_topic_remove() ran */
 	uint64_t max_lag;        /* largest consumer lag, events */
+	uint32_t mode;           /* permission bits (from busd: the topic's) */
+	uint32_t uid;            /* owner */
+	uint32_t gid;            /* group */
+	uint32_t reserved;
 };
 
 struct bus_consumer_info {
@@ -120,6 +124,8 @@ struct bus_consumer_info {
 	uint64_t events;         /* events it has read */
 	uint64_t lapped;         /* times it was lapped */
 	uint64_t lost;           /* events it lost to lapping */
+	uint64_t commit;         /* named cursor: committed resume point (0 = none) */
+	char group[129];         /* named cursor (bus_stat only); "" = anonymous */
 };
 
 /*
@@ -225,6 +231,9 @@ struct bus_sub_opts {
 	enum bus_from from;
 	uint64_t seq;       /* for BUS_FROM_SEQ */
 	uint32_t flags;     /* BUS_SUB_* */
+	const char *group;  /* bus_sub_attach() only: a named durable cursor
+			     * (busd keeps its position); NULL = anonymous.
+			     * `from` applies when the cursor is new. */
 };
 
 /*
@@ -309,6 +318,80 @@ void bus_sub_set_spin(struct bus_sub *sub, int64_t spin_ns);
 
 /* Sequence number of the next event this consumer will read. */
 uint64_t bus_sub_next_seq(const struct bus_sub *sub);
+
+
+/* ------------------------------------------------------------------------ */
+/* Connecting to a bus (busd)                                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * A bus is a directory served by one busd: BUSDIR/busd.sock. busd creates
+ * the topics' segments, hands out descriptors, grants the producer lease,
+ * keeps named cursors and reclaims what dead clients held. It is never on
+ * the data path: the objects below are the same bus_pub and bus_sub as above,
+ * and a busd restart does not stop them. The library keeps the control
+ * connection alive itself: when busd goes away a background thread of the
+ * connection reconnects (with backoff) and re-registers every producer and
+ * consumer opened through it; the application does nothing.
+ *
+ * Topic and cursor names: 1-128 bytes of [A-Za-z0-9._-], dots for hierarchy
+ * ("orders.created"), no leading dot, no "..".
+ */
+#define BUS_NAME_MAX 128
+
+struct bus;
+
+/*
+ * Connect to the bus at `address`: a bus directory. NULL means $BUS_ADDRESS,
+ * else the per-user bus ($XDG_RUNTIME_DIR/bus, or /tmp/bus-UID when that is
+ * unset). -ENOENT/-ECONNREFUSED when no busd serves it, -EPROTO when busd
+ * speaks another protocol version.
+ */
+int bus_connect(const char *address, struct bus **bus);
+/* Close the connection. Producers and consumers still open through it keep
+ * working on shared memory, but busd releases their lease and slots: close
+ * them first. NULL is a no-op. */
+void bus_disconnect(struct bus *bus);
+/* The bus directory this connection serves. */
+const char *bus_address(const struct bus *bus);
+/* The bus directory `address` resolves to (see bus_connect), into buf. */
+int bus_default_address(char *buf, size_t size);
+
+/* Create a topic (-EEXIST if it exists, -EINVAL naming the rule a name or
+ * option breaks). opts as for bus_topic_create(); the topic is owned by the
+ * caller's uid and gid, with opts->mode (default 0600). */
+int bus_create(struct bus *bus, const char *topic, const struct bus_topic_opts *opts);
+/* Delete a topic (owner or root). Producers get -EPIPE on their next
+ * publish; consumers read what remains, then get -EPIPE. */
+int bus_delete(struct bus *bus, const char *topic);
+
+/* Open a topic as its producer: -EBUSY naming the holder's pid if it has
+ * one, -EACCES without write permission. bus_pub_close() ends the lease. */
+int bus_pub_attach(struct bus *bus, const char *topic, struct bus_pub **pub);
+/* Open a topic as a consumer (read permission). With opts->group, a named
+ * cursor: it resumes after its last bus_sub_commit() (-EBUSY while another
+ * consumer holds it). A cursor that the ring has moved past reports the
+ * events it missed as a gap (-ENOBUFS) first. */
+int bus_sub_attach(struct bus *bus, const char *topic, const struct bus_sub_opts *opts,
+		   struct bus_sub **sub);
+/* Named cursor: commit everything before bus_sub_next_seq() as processed
+ * (a store to shared memory; busd persists it). At-least-once: after a
+ * crash the consumer resumes after its last commit. -EINVAL if anonymous. */
+int bus_sub_commit(struct bus_sub *sub);
+
+/* Topic and consumer statistics, as bus_topic_stat(), with owner and mode
+ * and each consumer's cursor name. Returns the number of consumers. */
+int bus_stat(struct bus *bus, const char *topic, struct bus_topic_info *info,
+	     struct bus_consumer_info *cons, unsigned ncons);
+
+struct bus_topic_entry {
+	char name[BUS_NAME_MAX + 1];
+	struct bus_topic_info info;
+};
+/* The topics on the bus, sorted by name: fills up to n entries and returns
+ * how many there are (which may be more than n). */
+int bus_list(struct bus *bus, struct bus_topic_entry *entries, unsigned n);
+/* A round trip to busd (0, or -errno if it cannot be reached). */
+int bus_ping(struct bus *bus);
 
 #ifdef __cplusplus
 }

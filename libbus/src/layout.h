@@ -141,10 +141,18 @@ struct cons_slot {
 	_Atomic uint64_t lapped;     /* times lapped */
 	_Atomic uint64_t lost;       /* events lost to lapping */
 	_Atomic uint32_t sleeping;   /* 1 while in futex_wait */
-	uint8_t  pad[128 - 52];
+	uint32_t pad0;
+	/* Named cursors (busd): the owner stores the sequence number it will
+	 * resume from after a restart (bus_sub_commit); busd reads it when the
+	 * owner goes and persists it. group is busd's id of the cursor + 1 (0 =
+	 * anonymous), written by busd before it hands the slot out. */
+	_Atomic uint64_t commit;
+	_Atomic uint32_t group;
+	uint8_t  pad[128 - 68];
 };
 
 static_assert(sizeof(struct cons_slot) == 128, "cons_slot layout");
+static_assert(offsetof(struct cons_slot, commit) == 56, "cons_slot layout");
 
 /*
  * A record in the ring: this header, then len payload bytes, padded to

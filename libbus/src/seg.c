@@ -103,13 +103,18 @@ static int resolve_opts(const struct bus_topic_opts *in, struct bus_topic_opts *
 }
 
 /* Create a file of exactly `size` reserved bytes; returns the fd or -errno. */
-static int create_reserved(const char *path, uint32_t mode, uint64_t size, const char *what)
+static int create_reserved(const char *path, uint32_t mode, uint64_t size, const char *what,
+			   uid_t uid, gid_t gid)
 {
 	int fd, r;
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
 		return bus_err(errno, "cannot create %s '%s': %s", what, path, strerror(errno));
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
+		r = bus_err(errno, "chown %s '%s': %s", what, path, strerror(errno));
+		goto fail;
+	}
 	if (fchmod(fd, mode) < 0) { /* umask must not narrow the topic's mode */
 		r = bus_err(errno, "chmod %s '%s': %s", what, path, strerror(errno));
 		goto fail;
@@ -135,6 +140,11 @@ fail:
 
 int seg_create(const char *name, const struct bus_topic_opts *in)
 {
+	return seg_create_owned(name, in, (uid_t)-1, (gid_t)-1);
+}
+
+int seg_create_owned(const char *name, const struct bus_topic_opts *in, uid_t uid, gid_t gid)
+{
 	static _Atomic unsigned counter;
 	char path[PATH_MAX], cpath[PATH_MAX + 8], tmp[PATH_MAX + 64], ctmp[PATH_MAX + 64];
 	struct bus_topic_opts o;
@@ -159,10 +169,12 @@ int seg_create(const char *name, const struct bus_topic_opts *in)
 	/* Reading a topic is consuming it, and a consumer writes its cursor:
 	 * whoever may read NAME may also write NAME@cons (0640 -> 0660). Only
 	 * writers of NAME can produce. */
-	cfd = create_reserved(ctmp, o.mode | ((o.mode & 0444) >> 1), csize, "consumer area");
+	cfd = create_reserved(ctmp, o.mode | ((o.mode & 0444) >> 1), csize, "consumer area",
+			      uid, gid);
 	if (cfd < 0)
 		return cfd;
-	fd = create_reserved(tmp, o.mode, seg_file_size(o.ring_size), "topic segment");
+	fd = create_reserved(tmp, o.mode, seg_file_size(o.ring_size), "topic segment",
+			     uid, gid);
 	if (fd < 0) {
 		r = fd;
 		goto fail;
@@ -417,49 +429,114 @@ static int alias_release(struct seg *s)
 }
 #endif
 
-static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s);
+static int attach_fds_locked(int fd, int cfd, const char *name, enum seg_role role,
+			     struct seg *s);
+
+/* Open NAME and NAME@cons with the access the role needs. */
+static int open_pair(const char *name, enum seg_role role, int *fd, int *cfd, char *path,
+		     size_t pathlen)
+{
+	char cpath[PATH_MAX + 8];
+	int r;
+
+	r = seg_path(name, path, pathlen);
+	if (r < 0)
+		return r;
+	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, path);
+	*fd = open_file(path, role == SEG_PRODUCER ? O_RDWR : O_RDONLY, name, "segment");
+	if (*fd < 0)
+		return *fd;
+	*cfd = open_file(cpath, role == SEG_INSPECT ? O_RDONLY : O_RDWR, name, "consumer area");
+	if (*cfd < 0) {
+		struct seg_geom g;
+		struct seg_hdr *probe;
+		uint64_t size;
+
+		/* A file that is not a segment at all says so, rather than
+		 * that its consumer area is missing. */
+		r = *cfd;
+		if (file_size(*fd, &size, name) == 0 && size >= SEG_HDR_SIZE) {
+			probe = mmap(NULL, SEG_HDR_SIZE, PROT_READ, MAP_SHARED, *fd, 0);
+			if (probe != MAP_FAILED) {
+				int v = seg_validate(probe, size, &g);
+
+				munmap(probe, SEG_HDR_SIZE);
+				if (v < 0)
+					r = err_topic(v, name);
+			}
+		} else if (file_size(*fd, &size, name) == 0) {
+			r = bus_err(EPROTO, "topic '%s': segment truncated (%llu bytes)", name,
+				    (unsigned long long)size);
+		}
+		close(*fd);
+		return r;
+	}
+	return 0;
+}
 
 int seg_attach(const char *name, enum seg_role role, struct seg *s)
 {
+	char path[PATH_MAX];
+	int fd, cfd, r;
+
+#ifdef __SANITIZE_THREAD__
+	if (role == SEG_CONSUMER)
+		role = SEG_PRODUCER; /* open read-write, see alias_find() */
+#endif
+	memset(s, 0, sizeof(*s));
+	s->fd = s->cfd = -1;
+	r = open_pair(name, role, &fd, &cfd, path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = seg_attach_fds(fd, cfd, name, role, s);
+	if (r == 0)
+		snprintf(s->path, sizeof(s->path), "%s", path);
+	return r;
+}
+
+int seg_attach_fds(int fd, int cfd, const char *name, enum seg_role role, struct seg *s)
+{
 #ifdef __SANITIZE_THREAD__
 	int r;
 
+	/* See alias_find(): TSan builds share one read-write mapping, so a
+	 * consumer handed read-only descriptors (by busd) reopens them. */
+	if (role == SEG_CONSUMER) {
+		char p[64];
+		int rw;
+
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		rw = open(p, O_RDWR | O_CLOEXEC);
+		if (rw >= 0) {
+			close(fd);
+			fd = rw;
+		}
+		role = SEG_PRODUCER;
+	}
 	pthread_mutex_lock(&alias_lock);
-	r = seg_attach_locked(name, role, s);
+	r = attach_fds_locked(fd, cfd, name, role, s);
 	pthread_mutex_unlock(&alias_lock);
 	return r;
 #else
-	return seg_attach_locked(name, role, s);
+	return attach_fds_locked(fd, cfd, name, role, s);
 #endif
 }
 
-static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s)
+/* Takes ownership of fd and cfd (closed on failure, by seg_detach later). */
+static int attach_fds_locked(int fd, int cfd, const char *name, enum seg_role role,
+			     struct seg *s)
 {
-	char cpath[PATH_MAX + 8];
 	struct seg_hdr *probe;
 	uint64_t size, csize;
 	uint8_t *base;
-	int prot = role == SEG_PRODUCER ? PROT_READ | PROT_WRITE : PROT_READ;
+	int prot = role == SEG_PRODUCER || role == SEG_DAEMON ? PROT_READ | PROT_WRITE : PROT_READ;
 	int cprot = role == SEG_INSPECT ? PROT_READ : PROT_READ | PROT_WRITE;
-	int populate = role == SEG_INSPECT ? 0 : MAP_POPULATE;
-	int r;
+	int populate = role == SEG_INSPECT || role == SEG_DAEMON ? 0 : MAP_POPULATE;
+	int rprot, r;
 
 	memset(s, 0, sizeof(*s));
-	s->fd = s->cfd = -1;
-#ifdef __SANITIZE_THREAD__
-	if (role == SEG_CONSUMER) {
-		prot = PROT_READ | PROT_WRITE;
-		role = SEG_PRODUCER; /* open read-write, see alias_find() */
-	}
-#endif
-	r = seg_path(name, s->path, sizeof(s->path));
-	if (r < 0)
-		return r;
-	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, s->path);
-
-	s->fd = open_file(s->path, role == SEG_PRODUCER ? O_RDWR : O_RDONLY, name, "segment");
-	if (s->fd < 0)
-		return s->fd;
+	s->fd = fd;
+	s->cfd = cfd;
 	r = file_size(s->fd, &size, name);
 	if (r < 0)
 		goto fail;
@@ -483,11 +560,6 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 	}
 	s->mask = s->g.ring_size - 1;
 
-	s->cfd = open_file(cpath, role == SEG_INSPECT ? O_RDONLY : O_RDWR, name, "consumer area");
-	if (s->cfd < 0) {
-		r = s->cfd;
-		goto fail;
-	}
 	r = file_size(s->cfd, &csize, name);
 	if (r < 0)
 		goto fail;
@@ -499,7 +571,7 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 	}
 	s->cons_len = csize;
 #ifdef __SANITIZE_THREAD__
-	if (alias_find(s)) {
+	if (role != SEG_DAEMON && alias_find(s)) {
 		s->slots = (struct cons_slot *)((uint8_t *)s->chdr + CONS_HDR_SIZE);
 		s->hdr = s->map;
 		s->ring = (uint8_t *)s->map + SEG_HDR_SIZE;
@@ -531,9 +603,13 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 		goto fail;
 	}
 	base = s->map;
-	if (mmap(base, SEG_HDR_SIZE + s->g.ring_size, prot, MAP_SHARED | MAP_FIXED | populate,
-		 s->fd, 0) == MAP_FAILED ||
-	    mmap(base + SEG_HDR_SIZE + s->g.ring_size, s->g.ring_size, prot,
+	/* busd: the header read-write (state, pub_pid), the ring read-only. */
+	rprot = role == SEG_DAEMON ? PROT_READ : prot;
+	if (mmap(base, SEG_HDR_SIZE, prot, MAP_SHARED | MAP_FIXED | populate, s->fd, 0) ==
+		    MAP_FAILED ||
+	    mmap(base + SEG_HDR_SIZE, s->g.ring_size, rprot, MAP_SHARED | MAP_FIXED | populate,
+		 s->fd, SEG_HDR_SIZE) == MAP_FAILED ||
+	    mmap(base + SEG_HDR_SIZE + s->g.ring_size, s->g.ring_size, rprot,
 		 MAP_SHARED | MAP_FIXED | populate, s->fd, SEG_HDR_SIZE) == MAP_FAILED) {
 		r = bus_err(errno, "cannot map the ring of '%s': %s", name, strerror(errno));
 		goto fail;
@@ -541,7 +617,7 @@ static int seg_attach_locked(const char *name, enum seg_role role, struct seg *s
 	s->hdr = (struct seg_hdr *)base;
 	s->ring = base + SEG_HDR_SIZE;
 #ifdef __SANITIZE_THREAD__
-	if (role != SEG_INSPECT)
+	if (role != SEG_INSPECT && role != SEG_DAEMON)
 		alias_add(s);
 #endif
 	return 0;

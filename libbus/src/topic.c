@@ -2,6 +2,7 @@
 /* topic.c — topic lifecycle and read-only inspection. */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "atomics.h"
 #include "err.h"
@@ -19,29 +20,23 @@ BUS_EXPORT int bus_topic_remove(const char *name)
 	return seg_remove(name);
 }
 
-BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
-			      struct bus_consumer_info *ci, unsigned nci)
+int topic_stat_seg(const struct seg *s, struct bus_topic_info *ti,
+		   struct bus_consumer_info *ci, unsigned nci, uint32_t first_slot,
+		   uint32_t *next_slot)
 {
-	struct bus_topic_info z;
-	struct seg s;
-	const struct seg_hdr *h;
+	const struct seg_hdr *h = s->hdr;
 	uint64_t head, pos, seq, size;
-	unsigned n = 0;
+	unsigned n = 0, filled = 0;
 	uint32_t i, pid;
-	int r;
 
-	if (!ti)
-		ti = &z;
-	r = seg_attach(name, SEG_INSPECT, &s);
-	if (r < 0)
-		return r;
-	h = s.hdr;
 	memset(ti, 0, sizeof(*ti));
-	ti->ring_size = s.g.ring_size;
-	ti->max_event = s.g.max_event;
-	ti->max_consumers = s.g.nslots;
-	ti->flags = s.g.flags;
-	ti->first_seq = s.g.first_seq;
+	if (next_slot)
+		*next_slot = 0;
+	ti->ring_size = s->g.ring_size;
+	ti->max_event = s->g.max_event;
+	ti->max_consumers = s->g.nslots;
+	ti->flags = s->g.flags;
+	ti->first_seq = s->g.first_seq;
 	pid = at_load_relaxed(&h->pub_pid);
 	ti->producer_pid = pid_alive(pid) ? pid : 0;
 	/* Statistics: relaxed loads; a snapshot may be skewed by a few events.
@@ -50,11 +45,11 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 	ti->producer_waits = at_load_relaxed(&h->waits);
 	ti->wakeups = at_load_relaxed(&h->wakeups);
 	ti->deleted = at_load_relaxed(&h->state) != SEG_STATE_LIVE;
-	ring_oldest(&s, &pos, &ti->oldest_seq, &head);
-	ti->next_seq = ring_newest(&s, &pos, &seq, &size) ? seq + 1 : ti->oldest_seq;
-	ti->events = ti->next_seq - s.g.first_seq;
-	for (i = 0; i < s.g.nslots; i++) {
-		const struct cons_slot *sl = &s.slots[i];
+	ring_oldest(s, &pos, &ti->oldest_seq, &head);
+	ti->next_seq = ring_newest(s, &pos, &seq, &size) ? seq + 1 : ti->oldest_seq;
+	ti->events = ti->next_seq - s->g.first_seq;
+	for (i = 0; i < s->g.nslots; i++) {
+		const struct cons_slot *sl = &s->slots[i];
 		uint32_t owner = at_load_relaxed(&sl->owner);
 		uint64_t cseq, lag;
 
@@ -64,9 +59,18 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 		lag = ti->next_seq > cseq ? ti->next_seq - cseq : 0;
 		if (lag > ti->max_lag)
 			ti->max_lag = lag;
-		if (ci && n < nci) {
-			struct bus_consumer_info *c = &ci[n];
+		n++;
+		if (i < first_slot)
+			continue;
+		if (!ci || filled >= nci) {
+			if (next_slot && !*next_slot && ci)
+				*next_slot = i;
+			continue;
+		}
+		{
+			struct bus_consumer_info *c = &ci[filled++];
 
+			memset(c, 0, sizeof(*c));
 			c->slot = i;
 			c->pid = owner;
 			c->gating = !!(at_load_relaxed(&sl->flags) & SLOT_GATING);
@@ -76,11 +80,33 @@ BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
 			c->events = at_load_relaxed(&sl->events);
 			c->lapped = at_load_relaxed(&sl->lapped);
 			c->lost = at_load_relaxed(&sl->lost);
+			c->commit = at_load_relaxed(&sl->commit);
 		}
-		n++;
 	}
 	ti->consumers = n;
+	return (int)filled;
+}
+
+BUS_EXPORT int bus_topic_stat(const char *name, struct bus_topic_info *ti,
+			      struct bus_consumer_info *ci, unsigned nci)
+{
+	struct bus_topic_info z;
+	struct stat st;
+	struct seg s;
+	int r;
+
+	if (!ti)
+		ti = &z;
+	r = seg_attach(name, SEG_INSPECT, &s);
+	if (r < 0)
+		return r;
+	topic_stat_seg(&s, ti, ci, nci, 0, NULL);
+	if (fstat(s.fd, &st) == 0) {
+		ti->mode = st.st_mode & 07777;
+		ti->uid = st.st_uid;
+		ti->gid = st.st_gid;
+	}
 	seg_detach(&s);
 	bus_err_clear();
-	return (int)n;
+	return (int)ti->consumers;
 }
