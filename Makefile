@@ -39,13 +39,24 @@ LIB_PIC  := $(LIB_SRC:%.c=$(B)/pic/%.o)
 SO_REAL  := $(B)/libbus.so.$(VERSION)
 SO_NAME  := libbus.so.$(SOMAJOR)
 
+BUSD_SRC := $(wildcard busd/*.c)
+BUSD_OBJ := $(BUSD_SRC:%.c=$(B)/%.o)
+BUSD     := $(B)/bin/busd
+LDLIBS_URING := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
+
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_LIB := $(wildcard tests/t_*.c)
 
 .PHONY: all lib test check asan tsan bench install uninstall clean deps run
-all: lib
+all: lib $(BUSD)
 lib: $(B)/libbus.a $(SO_REAL)
+
+$(B)/busd/%.o: CPPFLAGS += -Ibusd
+$(BUSD): $(BUSD_OBJ) $(B)/libbus.a
+	$(if $(Q),@echo "  LD      $@")
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(BUSD_OBJ) $(B)/libbus.a $(LDLIBS_URING)
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,10 +87,11 @@ T_INC    := -Itests/crshim
 T_RUNNER := tests/crshim/crshim.c
 LDLIBS_T :=
 endif
-$(B)/tests/%: tests/%.c $(TEST_LIB) tests/t_util.h $(T_RUNNER) $(B)/libbus.a
+$(B)/tests/%: tests/%.c $(TEST_LIB) $(wildcard tests/t_*.h) $(T_RUNNER) $(B)/libbus.a
 	@mkdir -p $(dir $@)
 	$(if $(Q),@echo "  CC      $@")
-	$(Q)$(CC) $(CPPFLAGS) $(T_INC) -Itests $(CFLAGS) -o $@ $< $(TEST_LIB) $(T_RUNNER) \
+	$(Q)$(CC) $(CPPFLAGS) $(T_INC) -Itests -DT_BUILD_DIR='"$(abspath $(B))"' $(CFLAGS) \
+	  -o $@ $< $(TEST_LIB) $(T_RUNNER) \
 	  $(B)/libbus.a $(LDLIBS_T) -lpthread
 
 # ---------------------------------------------------------------------------
@@ -97,7 +109,7 @@ test check: deps
 	$(Q)sh mk/run-tests.sh $(B) $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN)
 
 .PHONY: tests-build
-tests-build: lib $(TEST_BIN)
+tests-build: lib $(BUSD) $(TEST_BIN)
 
 asan: deps
 	$(Q)$(MAKE) --no-print-directory B=build-asan OPT=-O1 \
@@ -138,4 +150,4 @@ uninstall:
 clean:
 	rm -rf build build-asan build-tsan
 
--include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d) $(BUSD_OBJ:.o=.d)

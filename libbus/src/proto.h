@@ -98,9 +98,9 @@ struct req_create {
 	uint32_t max_event;
 	uint32_t max_consumers;
 	uint32_t flags;         /* BUS_TOPIC_* */
-	uint32_t durable;       /* durability settings: reserved for the */
-	uint64_t first_seq;     /* flusher; nonzero is refused for now */
-	uint64_t dur[8];        /* zero */
+	uint32_t durable;       /* durability: reserved for the flusher; */
+	uint64_t first_seq;     /*   durable and dur[] must be zero for now */
+	uint64_t dur[8];
 };
 
 #define PROTO_NEW_SLOT 0xffffffffu

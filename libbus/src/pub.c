@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "atomics.h"
@@ -103,6 +104,50 @@ static int pub_recover(struct bus_pub *p, const char *name)
 	return 0;
 }
 
+/* Everything after the segment is attached: the lease, recovery, clock. */
+static int pub_start(struct bus_pub *p, const char *name, int64_t lock_wait_ns)
+{
+	uint64_t until = mono_ns() + (uint64_t)lock_wait_ns;
+	int r;
+
+	/* The lease: an exclusive lock on the open file, which the kernel
+	 * drops when the holder exits, however it exits. */
+	while (flock(p->seg.fd, LOCK_EX | LOCK_NB) < 0) {
+		uint32_t pid = at_load_relaxed(&p->seg.hdr->pub_pid);
+
+		if (errno == EWOULDBLOCK && mono_ns() < until) {
+			struct timespec ts = { 0, 1000000 };
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (errno == EWOULDBLOCK)
+			return bus_err(EBUSY, "topic '%s' already has a producer (pid %u)", name, pid);
+		return bus_err(errno, "cannot lock topic '%s': %s", name, strerror(errno));
+	}
+	p->hdr = p->seg.hdr;
+	p->chdr = p->seg.chdr;
+	p->ring = p->seg.ring;
+	p->mask = p->seg.mask;
+	p->cap = p->seg.g.ring_size;
+	p->max_event = p->seg.g.max_event;
+	p->chunk_shift = p->seg.g.chunk_shift;
+	p->timeout_ns = DEFAULT_TIMEOUT_NS;
+	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE)
+		return bus_err(EPIPE, "topic '%s' was deleted", name);
+	r = pub_recover(p, name);
+	if (r < 0)
+		return r;
+	clock_init(&p->clk);
+	p->asym = membarrier_register();
+	/* Published before the first head store (release) that consumers
+	 * could pair with; consumers only use it to choose a fallback. */
+	at_store_release(&p->hdr->pub_fence, p->asym ? FENCE_ASYM : FENCE_FULL);
+	at_store_relaxed(&p->hdr->pub_pid, (uint32_t)getpid());
+	at_store_relaxed(&p->hdr->pub_opens, at_load_relaxed(&p->hdr->pub_opens) + 1);
+	return 0;
+}
+
 BUS_EXPORT int bus_pub_open(const char *name, struct bus_pub **out)
 {
 	struct bus_pub *p;
@@ -115,48 +160,39 @@ BUS_EXPORT int bus_pub_open(const char *name, struct bus_pub **out)
 	if (!p)
 		return bus_err(ENOMEM, "out of memory");
 	r = seg_attach(name, SEG_PRODUCER, &p->seg);
-	if (r < 0)
-		goto fail;
-	/* The lease: an exclusive lock on the open file, which the kernel
-	 * drops when the holder exits, however it exits. */
-	if (flock(p->seg.fd, LOCK_EX | LOCK_NB) < 0) {
-		uint32_t pid = at_load_relaxed(&p->seg.hdr->pub_pid);
-
-		if (errno == EWOULDBLOCK)
-			r = bus_err(EBUSY, "topic '%s' already has a producer (pid %u)", name, pid);
-		else
-			r = bus_err(errno, "cannot lock topic '%s': %s", name, strerror(errno));
-		goto fail;
+	if (r == 0)
+		r = pub_start(p, name, 0);
+	if (r < 0) {
+		seg_detach(&p->seg);
+		free(p);
+		return r;
 	}
-	p->hdr = p->seg.hdr;
-	p->chdr = p->seg.chdr;
-	p->ring = p->seg.ring;
-	p->mask = p->seg.mask;
-	p->cap = p->seg.g.ring_size;
-	p->max_event = p->seg.g.max_event;
-	p->chunk_shift = p->seg.g.chunk_shift;
-	p->timeout_ns = DEFAULT_TIMEOUT_NS;
-	if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE) {
-		r = bus_err(EPIPE, "topic '%s' was deleted", name);
-		goto fail;
-	}
-	r = pub_recover(p, name);
-	if (r < 0)
-		goto fail;
-	clock_init(&p->clk);
-	p->asym = membarrier_register();
-	/* Published before the first head store (release) that consumers
-	 * could pair with; consumers only use it to choose a fallback. */
-	at_store_release(&p->hdr->pub_fence, p->asym ? FENCE_ASYM : FENCE_FULL);
-	at_store_relaxed(&p->hdr->pub_pid, (uint32_t)getpid());
-	at_store_relaxed(&p->hdr->pub_opens, at_load_relaxed(&p->hdr->pub_opens) + 1);
 	*out = p;
 	bus_err_clear();
 	return 0;
-fail:
-	seg_detach(&p->seg);
-	free(p);
-	return r;
+}
+
+int pub_open_fds(const char *name, int fd, int cfd, int64_t lock_wait_ns, struct bus_pub **out)
+{
+	struct bus_pub *p = calloc(1, sizeof(*p));
+	int r;
+
+	*out = NULL;
+	if (!p) {
+		close(fd);
+		close(cfd);
+		return bus_err(ENOMEM, "out of memory");
+	}
+	r = seg_attach_fds(fd, cfd, name, SEG_PRODUCER, &p->seg);
+	if (r == 0)
+		r = pub_start(p, name, lock_wait_ns);
+	if (r < 0) {
+		seg_detach(&p->seg);
+		free(p);
+		return r;
+	}
+	*out = p;
+	return 0;
 }
 
 BUS_EXPORT void bus_pub_close(struct bus_pub *p)
@@ -166,6 +202,8 @@ BUS_EXPORT void bus_pub_close(struct bus_pub *p)
 	bus_pub_flush(p);
 	at_store_relaxed(&p->hdr->pub_pid, 0);
 	seg_detach(&p->seg); /* closing the fd releases the lease */
+	if (p->link)
+		client_release(p->link); /* ... and busd's */
 	free(p);
 }
 

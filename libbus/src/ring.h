@@ -106,6 +106,7 @@ struct bus_pub {
 	uint64_t wakeups;
 	struct chunk_first first[CHUNK_TABLE];
 	struct bus_clock clk;
+	struct bus_link *link;  /* opened through busd (client.c), else NULL */
 	struct seg seg;
 };
 
@@ -125,6 +126,8 @@ struct bus_sub {
 	int gating;
 	int asym;            /* G2 may be a compiler barrier */
 	int64_t spin_ns;
+	int commit_ok;          /* a named cursor: bus_sub_commit() allowed */
+	struct bus_link *link;  /* opened through busd (client.c), else NULL */
 	struct seg seg;
 };
 
@@ -171,6 +174,18 @@ int ring_walk(const struct seg *s, uint64_t *q, uint64_t *seq, uint64_t end,
 /* The newest visible record (position, sequence number, record size), or 0
  * if none was ever published or none is intact. */
 int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *size);
+
+/* Opening from descriptors handed over by busd (client.c). pub_open_fds
+ * waits up to lock_wait_ns for the flock (a producer that just died may
+ * still be exiting). sub_open_fds uses the slot busd reserved; with
+ * has_resume it starts at resume (a named cursor), reporting as a gap what
+ * the ring no longer holds. Both take ownership of fd and cfd. */
+struct bus_link;
+int pub_open_fds(const char *name, int fd, int cfd, int64_t lock_wait_ns, struct bus_pub **out);
+int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct bus_sub_opts *o,
+		 int has_resume, uint64_t resume, struct bus_sub **out);
+/* client.c: tell busd a producer or consumer opened through it is closing. */
+void client_release(struct bus_link *link);
 
 /* Wake consumers sleeping on the topic (producer side, slow path). */
 void pub_wake(struct bus_pub *p);

@@ -104,70 +104,68 @@ static struct cons_slot *slot_claim(struct seg *sg)
 
 static void slot_publish(struct bus_sub *s);
 
-BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
-			    struct bus_sub **out)
+/* A named cursor resumes at `resume`. What the ring no longer holds is
+ * reported as a gap: a position below the tail makes the first next() see
+ * a lap and resync() count the lost events from s->seq on. */
+static void seek_resume(struct bus_sub *s, uint64_t resume, const char *name)
 {
-	struct bus_sub_opts o = { .from = BUS_FROM_OLDEST };
-	struct bus_sub *s;
+	uint64_t head, pos, seq;
+
+	if (seek_seq(s, resume, name) == 0)
+		return;
+	ring_oldest(&s->seg, &pos, &seq, &head);
+	if (resume < seq && at_load_acquire(&s->hdr->tail) > 0) {
+		s->pos = 0;
+		s->seq = resume;
+		return;
+	}
+	/* Ahead of the topic (it was re-created) or before its first event:
+	 * everything it holds is new to this cursor. */
+	s->pos = pos;
+	s->seq = seq;
+}
+
+/* Everything after the segment is attached and a slot is held. */
+static int sub_start(struct bus_sub *s, const char *name, const struct bus_sub_opts *o,
+		     int has_resume, uint64_t resume)
+{
 	uint64_t pos, seq, size, head;
 	int r;
 
-	if (!out)
-		return bus_err(EINVAL, "bus_sub_open: no result pointer");
-	*out = NULL;
-	if (opts)
-		o = *opts;
-	if ((unsigned)o.from > BUS_FROM_SEQ)
-		return bus_err(EINVAL, "bus_sub_open: unknown start position %d", (int)o.from);
-	if (o.flags & ~BUS_SUB_GATING)
-		return bus_err(EINVAL, "bus_sub_open: unknown flags 0x%x", o.flags);
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return bus_err(ENOMEM, "out of memory");
-	r = seg_attach(name, SEG_CONSUMER, &s->seg);
-	if (r < 0)
-		goto fail;
 	s->hdr = s->seg.hdr;
 	s->chdr = s->seg.chdr;
 	s->ring = s->seg.ring;
 	s->mask = s->seg.mask;
 	s->max_event = s->seg.g.max_event;
 	s->spin_ns = DEFAULT_SPIN_NS;
-	if ((o.flags & BUS_SUB_GATING) && !(s->seg.g.flags & BUS_TOPIC_GATING)) {
-		r = bus_err(EINVAL, "topic '%s' was not created with gating; "
-			    "a gating consumer needs BUS_TOPIC_GATING", name);
-		goto fail;
-	}
-	s->slot = slot_claim(&s->seg);
-	if (!s->slot) {
-		r = bus_err(EUSERS, "topic '%s': all %u consumer slots are taken", name,
-			    s->seg.g.nslots);
-		goto fail;
-	}
 	/* A dead previous owner may have left SLOT_GATING behind. */
 	at_store_release(&s->slot->flags, 0);
 
-	switch (o.from) {
-	case BUS_FROM_OLDEST:
-		ring_oldest(&s->seg, &s->pos, &s->seq, &head);
-		break;
-	case BUS_FROM_NEWEST:
-	case BUS_FROM_END:
-		if (ring_newest(&s->seg, &pos, &seq, &size)) {
-			s->pos = o.from == BUS_FROM_NEWEST ? pos : pos + size;
-			s->seq = o.from == BUS_FROM_NEWEST ? seq : seq + 1;
-		} else {
+	if (has_resume) {
+		seek_resume(s, resume, name);
+	} else {
+		switch (o->from) {
+		case BUS_FROM_OLDEST:
 			ring_oldest(&s->seg, &s->pos, &s->seq, &head);
+			break;
+		case BUS_FROM_NEWEST:
+		case BUS_FROM_END:
+			if (ring_newest(&s->seg, &pos, &seq, &size)) {
+				s->pos = o->from == BUS_FROM_NEWEST ? pos : pos + size;
+				s->seq = o->from == BUS_FROM_NEWEST ? seq : seq + 1;
+			} else {
+				ring_oldest(&s->seg, &s->pos, &s->seq, &head);
+			}
+			break;
+		case BUS_FROM_SEQ:
+			r = seek_seq(s, o->seq, name);
+			if (r < 0)
+				return r;
+			break;
 		}
-		break;
-	case BUS_FROM_SEQ:
-		r = seek_seq(s, o.seq, name);
-		if (r < 0)
-			goto fail_slot;
-		break;
 	}
 
-	s->gating = !!(o.flags & BUS_SUB_GATING);
+	s->gating = !!(o->flags & BUS_SUB_GATING);
 	s->asym = s->gating && membarrier_register();
 	at_store_relaxed(&s->slot->events, 0);
 	at_store_relaxed(&s->slot->lapped, 0);
@@ -184,12 +182,105 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 	 * in bus.h; the first read then reports it as a gap). */
 	if (s->gating)
 		at_fence_seq_cst();
+	return 0;
+}
+
+static int check_opts(const struct bus_sub_opts *o, const char *fn)
+{
+	if ((unsigned)o->from > BUS_FROM_SEQ)
+		return bus_err(EINVAL, "%s: unknown start position %d", fn, (int)o->from);
+	if (o->flags & ~BUS_SUB_GATING)
+		return bus_err(EINVAL, "%s: unknown flags 0x%x", fn, o->flags);
+	return 0;
+}
+
+static int gating_ok(const struct bus_sub *s, const struct bus_sub_opts *o, const char *name)
+{
+	if ((o->flags & BUS_SUB_GATING) && !(s->seg.g.flags & BUS_TOPIC_GATING))
+		return bus_err(EINVAL, "topic '%s' was not created with gating; "
+			       "a gating consumer needs BUS_TOPIC_GATING", name);
+	return 0;
+}
+
+BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
+			    struct bus_sub **out)
+{
+	struct bus_sub_opts o = { .from = BUS_FROM_OLDEST };
+	struct bus_sub *s;
+	int r;
+
+	if (!out)
+		return bus_err(EINVAL, "bus_sub_open: no result pointer");
+	*out = NULL;
+	if (opts)
+		o = *opts;
+	r = check_opts(&o, "bus_sub_open");
+	if (r < 0)
+		return r;
+	if (o.group)
+		return bus_err(EINVAL, "bus_sub_open: named cursors (group '%s') need busd: "
+			       "use bus_sub_attach()", o.group);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return bus_err(ENOMEM, "out of memory");
+	r = seg_attach(name, SEG_CONSUMER, &s->seg);
+	if (r < 0)
+		goto fail;
+	r = gating_ok(s, &o, name);
+	if (r < 0)
+		goto fail;
+	s->slot = slot_claim(&s->seg);
+	if (!s->slot) {
+		r = bus_err(EUSERS, "topic '%s': all %u consumer slots are taken", name,
+			    s->seg.g.nslots);
+		goto fail;
+	}
+	r = sub_start(s, name, &o, 0, 0);
+	if (r < 0)
+		goto fail_slot;
 	*out = s;
 	bus_err_clear();
 	return 0;
 fail_slot:
 	/* Give the slot back; release, as in bus_sub_close(). */
 	at_store_release(&s->slot->owner, 0);
+fail:
+	seg_detach(&s->seg);
+	free(s);
+	return r;
+}
+
+int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct bus_sub_opts *o,
+		 int has_resume, uint64_t resume, struct bus_sub **out)
+{
+	struct bus_sub *s = calloc(1, sizeof(*s));
+	int r;
+
+	*out = NULL;
+	if (!s) {
+		close(fd);
+		close(cfd);
+		return bus_err(ENOMEM, "out of memory");
+	}
+	r = seg_attach_fds(fd, cfd, name, SEG_CONSUMER, &s->seg);
+	if (r < 0)
+		goto fail;
+	r = gating_ok(s, o, name);
+	if (r < 0)
+		goto fail;
+	if (slot >= s->seg.g.nslots) {
+		r = bus_err(EPROTO, "topic '%s': busd reserved slot %u of %u", name, slot,
+			    s->seg.g.nslots);
+		goto fail;
+	}
+	/* busd reserved the slot for us (owner = our pid): the owner's fields
+	 * are ours from here on. */
+	s->slot = &s->seg.slots[slot];
+	r = sub_start(s, name, o, has_resume, resume);
+	if (r < 0)
+		goto fail;
+	*out = s;
+	return 0;
 fail:
 	seg_detach(&s->seg);
 	free(s);
@@ -203,7 +294,13 @@ BUS_EXPORT void bus_sub_close(struct bus_sub *s)
 	/* Stop gating before letting go of the slot; the producer must not wait
 	 * for a consumer that is gone. Release: our reads are done. */
 	at_store_release(&s->slot->flags, 0);
-	at_store_release(&s->slot->owner, 0);
+	/* A slot busd reserved is freed by busd (after it has taken the
+	 * committed position): were we to clear owner after busd's reply,
+	 * we could wipe out the claim of a consumer busd gave it to next. */
+	if (s->link)
+		client_release(s->link);
+	else
+		at_store_release(&s->slot->owner, 0);
 	/* A producer asleep in gate_wait() may have been waiting for us. */
 	if (s->gating) {
 		at_fetch_add(&s->chdr->gate_gen, 1);
@@ -211,6 +308,18 @@ BUS_EXPORT void bus_sub_close(struct bus_sub *s)
 	}
 	seg_detach(&s->seg);
 	free(s);
+}
+
+BUS_EXPORT int bus_sub_commit(struct bus_sub *s)
+{
+	if (!s->link || !s->commit_ok)
+		return bus_err(EINVAL, "bus_sub_commit: this consumer has no named cursor "
+			       "(open it with bus_sub_attach() and opts.group)");
+	/* Everything before s->seq is processed. Read by busd after we close or
+	 * die (the kernel orders that), or by its 1 s persist timer: then any
+	 * value that is not torn will do, and a 64-bit store is not torn. */
+	at_store_release(&s->slot->commit, s->seq);
+	return 0;
 }
 
 BUS_EXPORT uint64_t bus_sub_next_seq(const struct bus_sub *s)

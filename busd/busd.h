@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * busd.h — the daemon's internal interfaces.
+ *
+ *   main.c    options, paths, the instance lock, logging, sd_notify
+ *   loop.c    the io_uring event loop: accept, receive, send, signals,
+ *             timers, pidfd polls; request decoding and replies
+ *   topics.c  the topic table: create, adopt, delete, leases, consumer
+ *             slots, named cursors, the stale-segment sweep
+ *
+ * busd is single-threaded: everything below runs on the loop's thread.
+ */
+#ifndef BUSD_H
+#define BUSD_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "bus.h"
+#include "proto.h"
+#include "seg.h"
+
+/* ---- logging (main.c) --------------------------------------------------- */
+enum { L_ERR = 3, L_WARN = 4, L_NOTICE = 5, L_INFO = 6, L_DEBUG = 7 };
+void logmsg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_err(...)    logmsg(L_ERR, __VA_ARGS__)
+#define log_warn(...)   logmsg(L_WARN, __VA_ARGS__)
+#define log_notice(...) logmsg(L_NOTICE, __VA_ARGS__)
+#define log_info(...)   logmsg(L_INFO, __VA_ARGS__)
+#define log_debug(...)  logmsg(L_DEBUG, __VA_ARGS__)
+void log_reopen(void);
+
+/* ---- configuration (main.c) --------------------------------------------- */
+struct busd_cfg {
+	char bus_dir[4096];     /* realpath of the bus directory */
+	char state_dir[4096];
+	char shm_dir[4096];     /* where segments live (no trailing slash) */
+	char sock_path[4200];
+	char bus_id[17];        /* 16 hex digits */
+	unsigned socket_mode;
+	unsigned max_clients;
+	int shm_dirfd;          /* O_PATH|O_DIRECTORY of shm_dir */
+};
+extern struct busd_cfg cfg;
+
+#define MAX_HANDLES 1024u       /* producers + consumers per connection */
+#define CURSOR_PERSIST_MS 1000
+
+/* ---- connections (loop.c) ----------------------------------------------- */
+struct topic;
+
+struct handle {
+	struct topic *t;
+	uint32_t slot;          /* consumer slot, or UINT32_MAX for the producer */
+};
+
+struct conn {
+	int fd;
+	uint32_t id;            /* index in the connection table */
+	uint32_t gen;           /* bumps on reuse, checked in CQE user data */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[64];       /* supplementary groups (SO_PEERGROUPS) */
+	int ngroups;
+	int hello;              /* HELLO done */
+	int closing;
+	int inflight;           /* SQEs referencing this connection */
+	unsigned nhandles;
+	struct handle *handles;
+	unsigned cap_handles;
+	/* One request at a time: the receive buffer, then the reply. */
+	uint8_t *rx;
+	uint8_t *tx;
+	size_t tx_len;
+	int tx_fds[2];
+	int tx_nfds;
+	int close_after_send;
+	struct msghdr msg;      /* the pending send (lives until it completes) */
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} cbuf_u;
+};
+#define cbuf cbuf_u.buf
+
+/* Who is asking: credentials of a connection (or of busd itself). */
+int cred_in_group(const struct conn *c, gid_t g);
+
+/* ---- topics (topics.c) -------------------------------------------------- */
+struct slot_owner {
+	struct conn *conn;      /* bound connection, or NULL */
+	uint32_t conn_gen;
+	int pidfd;              /* adopted (no connection yet): watched pid */
+	int cursor;             /* index in the cursor table, -1 = anonymous */
+};
+
+struct topic {
+	char name[PROTO_NAME_MAX + 1];
+	struct seg seg;         /* SEG_DAEMON: header + consumer area */
+	uint32_t uid, gid, mode;
+	int refs;               /* table + handles */
+	int deleted;
+	struct conn *lease;     /* producer's connection, or NULL */
+	uint32_t lease_gen;
+	int lease_pidfd;        /* adopted producer, watched until it reconnects */
+	pid_t lease_pid;
+	struct slot_owner *slots;  /* [seg.g.nslots] */
+};
+
+/* A reply under construction: status, message or body. */
+struct reply {
+	int status;
+	char msg[PROTO_ERR_MAX];
+	uint8_t *body;          /* points into the connection's tx buffer */
+	size_t len;             /* body bytes written */
+	int fds[2];
+	int nfds;
+};
+int rep_err(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+int topics_init(void);       /* sweep stale buses, adopt ours, load cursors */
+void topics_fini(void);      /* persist cursors, unmap */
+int topics_persist(int force);  /* write the cursor file if anything changed */
+int topics_need_timer(void);    /* 1 while named consumers are attached */
+void topics_conn_gone(struct conn *c);
+void topics_drop_handle(struct conn *c, unsigned i);  /* forget, release nothing */
+void topics_pidfd_ready(int pidfd);
+
+int op_create(struct conn *c, const struct req_create *q, struct reply *r);
+int op_delete(struct conn *c, const struct req_topic *q, struct reply *r);
+int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r);
+int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r);
+int op_close_pub(struct conn *c, const struct req_topic *q, struct reply *r);
+int op_close_sub(struct conn *c, const struct req_close_sub *q, struct reply *r);
+int op_list(struct conn *c, const struct req_list *q, struct reply *r, size_t room);
+int op_stat(struct conn *c, const struct req_topic *q, struct reply *r, size_t room);
+
+/* loop.c: watch a pidfd (POLLIN when the process exits). */
+void loop_watch_pidfd(int pidfd);
+
+int loop_init(void);
+int loop_run(void (*ready)(void));   /* until SIGTERM/SIGINT */
+void loop_fini(void);
+
+/* main.c helpers shared with topics.c */
+int busd_sweep_stale(void);
+
+#endif

@@ -1,0 +1,629 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * loop.c — busd's one event loop, on io_uring.
+ *
+ * Everything busd waits for is an io_uring operation: a multishot accept on
+ * the listening socket, one receive or one send per connection, a read of a
+ * signalfd, a timeout (armed only while named cursors are attached, so an
+ * idle busd has no timer at all) and a poll on the pidfd of every client
+ * adopted after a restart. The loop blocks in io_uring_submit_and_wait()
+ * until one of them completes: idle, busd uses no CPU.
+ *
+ * A connection alternates between two states: a receive is pending, or a
+ * send is. busd reads the next request only once the reply to the previous
+ * one is on its way, so each connection has at most one operation in flight
+ * and a client that floods requests only fills its own socket buffer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "busd.h"
+#include "err.h"
+
+enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE };
+
+#define RX_MAX 1024u   /* larger than any request; a bigger packet is refused */
+
+static struct io_uring ring;
+static struct conn **conns;
+static uint32_t nconns;           /* live connections */
+static int listen_fd = -1, sig_fd = -1;
+static int timer_armed, stopping, accept_armed;
+static struct signalfd_siginfo sig_info;
+static struct __kernel_timespec timer_ts = { .tv_sec = CURSOR_PERSIST_MS / 1000 };
+static struct __kernel_timespec pause_ts = { .tv_nsec = 100 * 1000 * 1000 };
+
+static uint64_t ud(enum kind k, uint32_t id, uint32_t gen)
+{
+	return (uint64_t)k << 56 | (uint64_t)(gen & 0xffffff) << 32 | id;
+}
+
+static struct io_uring_sqe *sqe_get(void)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+
+	if (!sqe) {
+		io_uring_submit(&ring);
+		sqe = io_uring_get_sqe(&ring);
+	}
+	return sqe; /* never NULL right after a submit */
+}
+
+int cred_in_group(const struct conn *c, gid_t g)
+{
+	for (int i = 0; i < c->ngroups; i++)
+		if (c->groups[i] == g)
+			return 1;
+	return 0;
+}
+
+static void arm_accept(void)
+{
+	struct io_uring_sqe *sqe;
+
+	if (stopping || listen_fd < 0)
+		return;
+	sqe = sqe_get();
+	io_uring_prep_multishot_accept(sqe, listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud(K_ACCEPT, 0, 0));
+	accept_armed = 1;
+}
+
+static void arm_recv(struct conn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_recv(sqe, c->fd, c->rx, RX_MAX + 1, 0);
+	io_uring_sqe_set_data64(sqe, ud(K_RECV, c->id, c->gen));
+	c->inflight++;
+}
+
+void loop_watch_pidfd(int pidfd)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud(K_PIDFD, (uint32_t)pidfd, 0));
+}
+
+static void arm_timer(void)
+{
+	struct io_uring_sqe *sqe;
+
+	if (timer_armed || !topics_need_timer())
+		return;
+	sqe = sqe_get();
+	io_uring_prep_timeout(sqe, &timer_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud(K_TIMER, 0, 0));
+	timer_armed = 1;
+}
+
+static void arm_signal(void)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_read(sqe, sig_fd, &sig_info, sizeof(sig_info), 0);
+	io_uring_sqe_set_data64(sqe, ud(K_SIGNAL, 0, 0));
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+/* release: the client is gone, so are its leases and slots. Not at
+ * shutdown: clients outlive busd and the next one adopts them. */
+static void conn_free(struct conn *c, int release)
+{
+	if (release)
+		topics_conn_gone(c);
+	else
+		while (c->nhandles)
+			topics_drop_handle(c, c->nhandles - 1);
+	if (c->fd >= 0)
+		close(c->fd);
+	for (int i = 0; i < c->tx_nfds; i++)
+		close(c->tx_fds[i]);
+	conns[c->id] = NULL;
+	nconns--;
+	free(c->handles);
+	free(c->rx);
+	free(c->tx);
+	free(c);
+}
+
+static void conn_new(int fd)
+{
+	static uint32_t gen;
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct conn *c;
+	uint32_t id;
+
+	if (nconns >= cfg.max_clients) {
+		log_warn("refusing a connection: %u clients connected, the limit "
+			 "(--max-clients)", nconns);
+		close(fd);
+		return;
+	}
+	for (id = 0; id < cfg.max_clients && conns[id]; id++)
+		;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		log_warn("refusing a connection without credentials: %s", strerror(errno));
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->rx = malloc(RX_MAX + 1)) || !(c->tx = malloc(PROTO_MSG_MAX))) {
+		log_err("out of memory for a new connection");
+		if (c)
+			free(c->rx);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->id = id;
+	c->gen = ++gen;
+	c->pid = cr.pid;
+	c->uid = cr.uid;
+	c->gid = cr.gid;
+	len = sizeof(c->groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+		c->ngroups = (int)(len / sizeof(gid_t));
+	conns[id] = c;
+	nconns++;
+	log_debug("connection from pid %d uid %u", (int)c->pid, (unsigned)c->uid);
+	arm_recv(c);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static const size_t req_size[OP_MAX_] = {
+	[OP_HELLO] = sizeof(struct req_hello),
+	[OP_PING] = 0,
+	[OP_CREATE] = sizeof(struct req_create),
+	[OP_DELETE] = sizeof(struct req_topic),
+	[OP_OPEN_PUB] = sizeof(struct req_open),
+	[OP_OPEN_SUB] = sizeof(struct req_open),
+	[OP_CLOSE_PUB] = sizeof(struct req_topic),
+	[OP_CLOSE_SUB] = sizeof(struct req_close_sub),
+	[OP_LIST] = sizeof(struct req_list),
+	[OP_STAT] = sizeof(struct req_topic),
+};
+
+/* Structural checks beyond the size: lengths in range, padding zero. */
+static int name_ok(const struct proto_name *n)
+{
+	return n->len <= PROTO_NAME_MAX;
+}
+
+static int well_formed(uint16_t op, const void *b)
+{
+	switch (op) {
+	case OP_HELLO: {
+		const struct req_hello *q = b;
+
+		return !q->flags && !q->reserved;
+	}
+	case OP_CREATE: {
+		const struct req_create *q = b;
+
+		return name_ok(&q->topic) && !q->pad;
+	}
+	case OP_DELETE:
+	case OP_CLOSE_PUB:
+	case OP_STAT: {
+		const struct req_topic *q = b;
+
+		return name_ok(&q->topic) && !q->pad && (op == OP_STAT || !q->arg);
+	}
+	case OP_OPEN_PUB:
+	case OP_OPEN_SUB: {
+		const struct req_open *q = b;
+
+		return name_ok(&q->topic) && name_ok(&q->group) && !q->reserved &&
+		       q->reclaim <= 1;
+	}
+	case OP_CLOSE_SUB: {
+		const struct req_close_sub *q = b;
+
+		return name_ok(&q->topic) && !q->pad;
+	}
+	case OP_LIST: {
+		const struct req_list *q = b;
+
+		return !q->reserved;
+	}
+	}
+	return 1;
+}
+
+static void send_reply(struct conn *c, const struct proto_hdr *qh, struct reply *r)
+{
+	struct proto_hdr *h = (struct proto_hdr *)c->tx;
+	struct io_uring_sqe *sqe;
+	size_t len;
+
+	h->magic = PROTO_MAGIC;
+	h->version = PROTO_VERSION;
+	h->op = qh ? qh->op : 0;
+	h->id = qh ? qh->id : 0;
+	h->status = r->status;
+	if (r->status < 0) {
+		size_t n = strlen(r->msg) + 1;
+
+		memcpy(c->tx + sizeof(*h), r->msg, n);
+		len = sizeof(*h) + n;
+		for (int i = 0; i < r->nfds; i++)
+			close(r->fds[i]);
+		r->nfds = 0;
+	} else {
+		len = sizeof(*h) + r->len;
+	}
+	c->tx_len = len;
+	c->tx_nfds = r->nfds;
+	memcpy(c->tx_fds, r->fds, sizeof(r->fds));
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->iov.iov_base = c->tx;
+	c->iov.iov_len = len;
+	c->msg.msg_iov = &c->iov;
+	c->msg.msg_iovlen = 1;
+	if (c->tx_nfds) {
+		struct cmsghdr *cm;
+
+		c->msg.msg_control = c->cbuf;
+		c->msg.msg_controllen = CMSG_SPACE(sizeof(int) * 2);
+		cm = CMSG_FIRSTHDR(&c->msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)c->tx_nfds);
+		memcpy(CMSG_DATA(cm), c->tx_fds, sizeof(int) * (size_t)c->tx_nfds);
+		c->msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)c->tx_nfds);
+	}
+	sqe = sqe_get();
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud(K_SEND, c->id, c->gen));
+	c->inflight++;
+}
+
+/* A request that cannot be decoded: say why, then hang up. */
+static void malformed(struct conn *c, const struct proto_hdr *qh, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void malformed(struct conn *c, const struct proto_hdr *qh, int err, const char *fmt, ...)
+{
+	struct reply r = { 0 };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r.msg, sizeof(r.msg), fmt, ap);
+	va_end(ap);
+	r.status = -err;
+	log_notice("pid %d: %s; closing its connection", (int)c->pid, r.msg);
+	c->close_after_send = 1;
+	send_reply(c, qh, &r);
+}
+
+static void handle_request(struct conn *c, size_t n)
+{
+	struct proto_hdr qh;
+	struct reply r = { 0 };
+	const void *body = c->rx + sizeof(qh);
+	size_t blen = n - sizeof(qh);
+	size_t room = PROTO_MSG_MAX - sizeof(struct proto_hdr);
+
+	if (n < sizeof(qh)) {
+		malformed(c, NULL, EPROTO, "truncated request (%zu bytes, a header is %zu)", n,
+			  sizeof(qh));
+		return;
+	}
+	memcpy(&qh, c->rx, sizeof(qh));
+	if (n > RX_MAX) {
+		malformed(c, &qh, EMSGSIZE, "request larger than %u bytes", RX_MAX);
+		return;
+	}
+	if (qh.magic != PROTO_MAGIC) {
+		malformed(c, &qh, EPROTO, "not a bus control message (magic 0x%08x)", qh.magic);
+		return;
+	}
+	if (qh.op == 0 || qh.op >= OP_MAX_) {
+		malformed(c, &qh, EINVAL, "unknown operation %u", qh.op);
+		return;
+	}
+	if (!c->hello && qh.op != OP_HELLO) {
+		malformed(c, &qh, EPROTO, "operation %u before HELLO", qh.op);
+		return;
+	}
+	if (qh.op != OP_HELLO && qh.version != PROTO_VERSION) {
+		malformed(c, &qh, EPROTO, "protocol version %u, this busd speaks %u", qh.version,
+			  PROTO_VERSION);
+		return;
+	}
+	if (qh.status != 0) {
+		malformed(c, &qh, EPROTO, "a request must have status 0");
+		return;
+	}
+	if (blen != req_size[qh.op]) {
+		malformed(c, &qh, EPROTO, "operation %u: body of %zu bytes, expected %zu", qh.op,
+			  blen, req_size[qh.op]);
+		return;
+	}
+	/* Copy the body out: aligned, and stable while we use it. */
+	{
+		union {
+			struct req_hello hello;
+			struct req_create create;
+			struct req_topic topic;
+			struct req_open open;
+			struct req_close_sub close_sub;
+			struct req_list list;
+		} q;
+
+		memset(&q, 0, sizeof(q));
+		memcpy(&q, body, blen);
+		if (!well_formed(qh.op, &q)) {
+			malformed(c, &qh, EPROTO, "operation %u: a length or a reserved field is "
+				  "out of range", qh.op);
+			return;
+		}
+		r.body = c->tx + sizeof(struct proto_hdr);
+		switch (qh.op) {
+		case OP_HELLO:
+			if (q.hello.min_version > PROTO_VERSION ||
+			    q.hello.max_version < PROTO_VERSION) {
+				malformed(c, &qh, EPROTO, "client speaks protocol versions %u-%u, "
+					  "this busd speaks %u", q.hello.min_version,
+					  q.hello.max_version, PROTO_VERSION);
+				return;
+			}
+			{
+				struct rep_hello *h = (struct rep_hello *)r.body;
+
+				memset(h, 0, sizeof(*h));
+				h->version = PROTO_VERSION;
+				h->busd_pid = (uint32_t)getpid();
+				h->max_handles = MAX_HANDLES;
+				memcpy(h->bus_id, cfg.bus_id, 16);
+				r.len = sizeof(*h);
+			}
+			c->hello = 1;
+			break;
+		case OP_PING:
+			break;
+		case OP_CREATE:
+			op_create(c, &q.create, &r);
+			break;
+		case OP_DELETE:
+			op_delete(c, &q.topic, &r);
+			break;
+		case OP_OPEN_PUB:
+			op_open_pub(c, &q.open, &r);
+			break;
+		case OP_OPEN_SUB:
+			op_open_sub(c, &q.open, &r);
+			break;
+		case OP_CLOSE_PUB:
+			op_close_pub(c, &q.topic, &r);
+			break;
+		case OP_CLOSE_SUB:
+			op_close_sub(c, &q.close_sub, &r);
+			break;
+		case OP_LIST:
+			op_list(c, &q.list, &r, room);
+			break;
+		case OP_STAT:
+			op_stat(c, &q.topic, &r, room);
+			break;
+		}
+	}
+	if (r.status < 0)
+		log_debug("pid %d: op %u: %s", (int)c->pid, qh.op, r.msg);
+	send_reply(c, &qh, &r);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static struct conn *conn_of(uint64_t data)
+{
+	uint32_t id = (uint32_t)data, gen = (uint32_t)(data >> 32) & 0xffffff;
+	struct conn *c = id < cfg.max_clients ? conns[id] : NULL;
+
+	return c && (c->gen & 0xffffff) == gen ? c : NULL;
+}
+
+static void on_cqe(struct io_uring_cqe *cqe)
+{
+	uint64_t data = io_uring_cqe_get_data64(cqe);
+	enum kind k = (enum kind)(data >> 56);
+	struct conn *c;
+	int res = cqe->res;
+
+	switch (k) {
+	case K_ACCEPT:
+		if (res >= 0) {
+			conn_new(res);
+		} else if (res != -ECANCELED && !stopping) {
+			log_warn("accept: %s", strerror(-res));
+			if (res == -EMFILE || res == -ENFILE) {
+				/* Out of descriptors: back off instead of spinning. */
+				struct io_uring_sqe *sqe = sqe_get();
+
+				io_uring_prep_timeout(sqe, &pause_ts, 0, 0);
+				io_uring_sqe_set_data64(sqe, ud(K_ACCEPT_PAUSE, 0, 0));
+				accept_armed = 0;
+				break;
+			}
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE)) {
+			accept_armed = 0;
+			arm_accept();
+		}
+		break;
+	case K_ACCEPT_PAUSE:
+		if (!accept_armed)
+			arm_accept();
+		break;
+	case K_RECV:
+		if (!(c = conn_of(data)))
+			break;
+		c->inflight--;
+		if (res <= 0) {
+			if (res < 0 && res != -ECONNRESET)
+				log_debug("pid %d: receive: %s", (int)c->pid, strerror(-res));
+			conn_free(c, 1); /* hangup: its leases and slots go with it */
+			break;
+		}
+		handle_request(c, (size_t)res);
+		break;
+	case K_SEND:
+		if (!(c = conn_of(data)))
+			break;
+		c->inflight--;
+		for (int i = 0; i < c->tx_nfds; i++)
+			close(c->tx_fds[i]);
+		c->tx_nfds = 0;
+		if (res < 0 || c->close_after_send) {
+			conn_free(c, 1);
+			break;
+		}
+		arm_recv(c);
+		break;
+	case K_SIGNAL:
+		if (res == (int)sizeof(sig_info)) {
+			if (sig_info.ssi_signo == SIGHUP) {
+				log_info("SIGHUP: reopening the log file");
+				log_reopen();
+			} else {
+				log_notice("%s: shutting down",
+					   sig_info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+				stopping = 1;
+				break;
+			}
+		}
+		arm_signal();
+		break;
+	case K_TIMER:
+		timer_armed = 0;
+		topics_persist(0);
+		break;
+	case K_PIDFD:
+		topics_pidfd_ready((int)(uint32_t)data);
+		break;
+	}
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_err("socket path %s is too long for a UNIX socket (%zu bytes max)", path,
+			sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* We hold the instance lock: a socket file here is a dead busd's. */
+	unlink(path);
+	/* Bind under a umask that gives the socket its mode atomically (no
+	 * window in which it is more open than asked). */
+	old = umask(~cfg.socket_mode & 0777);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+
+		umask(old);
+		log_err("cannot bind %s: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	umask(old);
+	if (chmod(path, cfg.socket_mode) < 0 || listen(fd, 128) < 0) {
+		int e = errno;
+
+		log_err("cannot listen on %s: %s", path, strerror(e));
+		close(fd);
+		unlink(path);
+		return -e;
+	}
+	return fd;
+}
+
+int loop_init(void)
+{
+	int r = io_uring_queue_init(256, &ring, 0);
+
+	if (r < 0) {
+		log_err("io_uring_queue_init: %s%s", strerror(-r),
+			r == -EPERM ? " (is io_uring disabled? /proc/sys/kernel/io_uring_disabled)"
+				    : "");
+		return r;
+	}
+	conns = calloc(cfg.max_clients, sizeof(*conns));
+	return conns ? 0 : -ENOMEM;
+}
+
+int loop_run(void (*ready)(void))
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sig_fd < 0) {
+		log_err("signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	listen_fd = listen_on(cfg.sock_path);
+	if (listen_fd < 0)
+		return listen_fd;
+	arm_signal();
+	arm_accept();
+	ready();
+	while (!stopping) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+		int r;
+
+		arm_timer();
+		r = io_uring_submit_and_wait(&ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			log_err("io_uring_submit_and_wait: %s", strerror(-r));
+			break;
+		}
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			on_cqe(cqe);
+			n++;
+		}
+		io_uring_cq_advance(&ring, n);
+	}
+	close(listen_fd);
+	listen_fd = -1;
+	unlink(cfg.sock_path);
+	return 0;
+}
+
+void loop_fini(void)
+{
+	for (uint32_t i = 0; conns && i < cfg.max_clients; i++)
+		if (conns[i])
+			conn_free(conns[i], 0);
+	free(conns);
+	conns = NULL;
+	if (sig_fd >= 0)
+		close(sig_fd);
+	io_uring_queue_exit(&ring);
+}
