@@ -199,6 +199,19 @@ pid_t t_fork(int (*fn)(void *), void *arg)
 	return pid;
 }
 
+void t_adopt_pid(pid_t pid)
+{
+	if (nkids < (int)(sizeof(kids) / sizeof(kids[0])))
+		kids[nkids++] = pid;
+}
+
+void t_forget_pid(pid_t pid)
+{
+	for (int i = 0; i < nkids; i++)
+		if (kids[i] == pid)
+			kids[i] = 0;
+}
+
 int t_wait_pid(pid_t pid)
 {
 	int st, i;

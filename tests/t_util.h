@@ -46,6 +46,9 @@ int t_join(struct t_proc *p);
 /* Always a real process (for kill -9, SIGSTOP). Registered for t_fini(). */
 pid_t t_fork(int (*fn)(void *), void *arg);
 int t_wait_pid(pid_t pid);   /* exit code, or 128 + signal */
+/* Register a child started some other way, for t_fini() to kill. */
+void t_adopt_pid(pid_t pid);
+void t_forget_pid(pid_t pid);  /* reaped elsewhere */
 
 /* Deterministic payloads: length and bytes are functions of (seed, seq), and
  * the first 8 bytes (when len >= 8) are a checksum of the rest. */
