@@ -1,6 +1,7 @@
 # bus — one non-recursive Makefile.  `make V=1` prints full command lines.
 #
-#   make            libbus.so (soname-versioned) and libbus.a
+#   make            libbus.so (soname-versioned), libbus.a and busd
+#   make run        build, then run busd on the per-user bus in the foreground
 #   make test       install missing build deps (apt-get), build, run the suite
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make tsan       the suite under ThreadSanitizer
@@ -12,6 +13,7 @@ VERSION  := 0.1.0
 SOMAJOR  := 0
 PREFIX   ?= /usr/local
 DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 MANDIR   ?= $(PREFIX)/share/man
@@ -128,9 +130,17 @@ tsan: deps
 
 -include bench/bench.mk
 
+# The product's main job: a bus. Foreground, Ctrl-C stops it cleanly.
+run: all
+	@sh mk/run-busd.sh $(BUSD) $(B)
+
+
 # ---------------------------------------------------------------------------
-install: lib
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man3
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man3 \
+	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUSD) $(DESTDIR)$(BINDIR)/busd
+	install -m 0644 docs/man/busd.8 $(DESTDIR)$(MANDIR)/man8/busd.8
 	install -m 0644 libbus/include/bus.h $(DESTDIR)$(INCDIR)/bus.h
 	install -m 0644 $(B)/libbus.a $(DESTDIR)$(LIBDIR)/libbus.a
 	install -m 0755 $(SO_REAL) $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION)
@@ -145,7 +155,8 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/bus.h $(DESTDIR)$(LIBDIR)/libbus.a \
 	      $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	      $(DESTDIR)$(LIBDIR)/libbus.so $(DESTDIR)$(PKGDIR)/libbus.pc \
-	      $(DESTDIR)$(MANDIR)/man3/libbus.3
+	      $(DESTDIR)$(MANDIR)/man3/libbus.3 $(DESTDIR)$(BINDIR)/busd \
+	      $(DESTDIR)$(MANDIR)/man8/busd.8
 
 clean:
 	rm -rf build build-asan build-tsan

@@ -249,6 +249,10 @@ static int connect_locked(struct bus *b)
 	r = exchange(b, OP_HELLO, &q, sizeof(q), &rep, sizeof(rep), NULL, NULL, NULL, &transport);
 	if (r < 0) {
 		drop_fd(b);
+		if (r == -ECONNRESET)
+			return bus_err(ECONNRESET, "busd at %s closed the connection before answering "
+				       "(it may serve its maximum of clients: busd --max-clients)",
+				       b->sock);
 		return r;
 	}
 	b->busd_pid = rep.busd_pid;
