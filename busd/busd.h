@@ -66,7 +66,7 @@ struct conn {
 	gid_t groups[64];       /* supplementary groups (SO_PEERGROUPS) */
 	int ngroups;
 	int hello;              /* HELLO done */
-	int closing;
+	int sending;            /* a send is in flight (else a receive is) */
 	int inflight;           /* SQEs referencing this connection */
 	unsigned nhandles;
 	struct handle *handles;
@@ -95,6 +95,7 @@ struct slot_owner {
 	struct conn *conn;      /* bound connection, or NULL */
 	uint32_t conn_gen;
 	int pidfd;              /* adopted (no connection yet): watched pid */
+	uint32_t watch;         /* its watch id (loop_watch_pidfd) */
 	int cursor;             /* index in the cursor table, -1 = anonymous */
 };
 
@@ -107,6 +108,7 @@ struct topic {
 	struct conn *lease;     /* producer's connection, or NULL */
 	uint32_t lease_gen;
 	int lease_pidfd;        /* adopted producer, watched until it reconnects */
+	uint32_t lease_watch;
 	pid_t lease_pid;
 	struct slot_owner *slots;  /* [seg.g.nslots] */
 };
@@ -128,7 +130,7 @@ int topics_persist(int force);  /* write the cursor file if anything changed */
 int topics_need_timer(void);    /* 1 while named consumers are attached */
 void topics_conn_gone(struct conn *c);
 void topics_drop_handle(struct conn *c, unsigned i);  /* forget, release nothing */
-void topics_pidfd_ready(int pidfd);
+void topics_pidfd_ready(uint32_t watch);
 
 int op_create(struct conn *c, const struct req_create *q, struct reply *r);
 int op_delete(struct conn *c, const struct req_topic *q, struct reply *r);
@@ -139,8 +141,14 @@ int op_close_sub(struct conn *c, const struct req_close_sub *q, struct reply *r)
 int op_list(struct conn *c, const struct req_list *q, struct reply *r, size_t room);
 int op_stat(struct conn *c, const struct req_topic *q, struct reply *r, size_t room);
 
-/* loop.c: watch a pidfd (POLLIN when the process exits). */
-void loop_watch_pidfd(int pidfd);
+/* loop.c: watch a pidfd (POLLIN when the process exits); the id comes back
+ * in topics_pidfd_ready(). Ids are never reused, fd numbers are: matching by
+ * fd would let an old poll complete for a new pidfd with the same number. */
+uint32_t loop_watch_pidfd(int pidfd);
+void loop_unwatch(uint32_t watch);   /* cancel a poll still armed */
+/* The connection has hung up (its EOF may still be queued): handle that
+ * now. For a holder the next request would otherwise find still there. */
+int loop_conn_gone_now(struct conn *c);
 
 int loop_init(void);
 int loop_run(void (*ready)(void));   /* until SIGTERM/SIGINT */

@@ -31,7 +31,7 @@
 #include "busd.h"
 #include "err.h"
 
-enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE };
+enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE, K_IGNORE };
 
 #define RX_MAX 1024u   /* larger than any request; a bigger packet is refused */
 
@@ -89,12 +89,25 @@ static void arm_recv(struct conn *c)
 	c->inflight++;
 }
 
-void loop_watch_pidfd(int pidfd)
+uint32_t loop_watch_pidfd(int pidfd)
+{
+	static uint32_t next;
+	struct io_uring_sqe *sqe = sqe_get();
+	uint32_t id = ++next ? next : ++next;
+
+	io_uring_prep_poll_add(sqe, pidfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud(K_PIDFD, id, 0));
+	return id;
+}
+
+void loop_unwatch(uint32_t watch)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 
-	io_uring_prep_poll_add(sqe, pidfd, POLLIN);
-	io_uring_sqe_set_data64(sqe, ud(K_PIDFD, (uint32_t)pidfd, 0));
+	/* The poll completes with -ECANCELED under its own id, which is no
+	 * longer registered: topics_pidfd_ready() ignores it. */
+	io_uring_prep_poll_remove(sqe, ud(K_PIDFD, watch, 0));
+	io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
 }
 
 static void arm_timer(void)
@@ -183,6 +196,20 @@ static void conn_new(int fd)
 	nconns++;
 	log_debug("connection from pid %d uid %u", (int)c->pid, (unsigned)c->uid);
 	arm_recv(c);
+}
+
+int loop_conn_gone_now(struct conn *c)
+{
+	struct pollfd p = { c->fd, POLLRDHUP, 0 };
+
+	/* Only while a receive is armed: a send in flight still reads c->tx. */
+	if (c->sending || poll(&p, 1, 0) != 1 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return 0;
+	/* The armed receive completes later and finds no connection under its
+	 * generation: ignored. */
+	log_debug("pid %d hung up (noticed early)", (int)c->pid);
+	conn_free(c, 1);
+	return 1;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -293,6 +320,7 @@ static void send_reply(struct conn *c, const struct proto_hdr *qh, struct reply 
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud(K_SEND, c->id, c->gen));
 	c->inflight++;
+	c->sending = 1;
 }
 
 /* A request that cannot be decoded: say why, then hang up. */
@@ -487,6 +515,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		if (!(c = conn_of(data)))
 			break;
 		c->inflight--;
+		c->sending = 0;
 		for (int i = 0; i < c->tx_nfds; i++)
 			close(c->tx_fds[i]);
 		c->tx_nfds = 0;
@@ -515,7 +544,9 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		topics_persist(0);
 		break;
 	case K_PIDFD:
-		topics_pidfd_ready((int)(uint32_t)data);
+		topics_pidfd_ready((uint32_t)data);
+		break;
+	case K_IGNORE:
 		break;
 	}
 }

@@ -59,6 +59,16 @@ static int pidfd_open_(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+static void unwatch(int *fd, uint32_t *watch)
+{
+	if (*fd < 0)
+		return;
+	loop_unwatch(*watch);
+	close(*fd);
+	*fd = -1;
+	*watch = 0;
+}
+
 static int find_index(const char *name, int *found)
 {
 	unsigned lo = 0, hi = ntopics;
@@ -321,10 +331,8 @@ static void slot_release(struct topic *t, uint32_t i, int clear_owner)
 			c->bound = NULL;
 		}
 	}
-	if (so->pidfd >= 0)
-		close(so->pidfd);
+	unwatch(&so->pidfd, &so->watch);
 	so->conn = NULL;
-	so->pidfd = -1;
 	so->cursor = -1;
 	if (clear_owner && !t->deleted) {
 		uint32_t owner = at_load_relaxed(&sl->owner);
@@ -346,10 +354,8 @@ static void lease_release(struct topic *t)
 {
 	uint32_t pid = (uint32_t)t->lease_pid;
 
-	if (t->lease_pidfd >= 0)
-		close(t->lease_pidfd);
+	unwatch(&t->lease_pidfd, &t->lease_watch);
 	t->lease = NULL;
-	t->lease_pidfd = -1;
 	t->lease_pid = 0;
 	/* The producer is gone (its connection closed): clear its pid unless a
 	 * producer already came back (the flock says). */
@@ -441,19 +447,19 @@ void topics_conn_gone(struct conn *c)
 		topics_persist(0);
 }
 
-void topics_pidfd_ready(int pidfd)
+void topics_pidfd_ready(uint32_t watch)
 {
 	for (unsigned i = 0; i < ntopics; i++) {
 		struct topic *t = topics[i];
 
-		if (t->lease_pidfd == pidfd) {
+		if (t->lease_pidfd >= 0 && t->lease_watch == watch) {
 			log_info("adopted producer pid %d of '%s' exited: lease released",
 				 (int)t->lease_pid, t->name);
 			lease_release(t);
 			return;
 		}
 		for (uint32_t s = 0; s < t->seg.g.nslots; s++) {
-			if (t->slots[s].pidfd == pidfd) {
+			if (t->slots[s].pidfd >= 0 && t->slots[s].watch == watch) {
 				log_info("adopted consumer of '%s' (slot %u) exited", t->name, s);
 				slot_release(t, s, 1);
 				if (cursors_dirty)
@@ -469,10 +475,8 @@ void topics_pidfd_ready(int pidfd)
 static void topic_free(struct topic *t)
 {
 	for (uint32_t s = 0; s < t->seg.g.nslots; s++)
-		if (t->slots[s].pidfd >= 0)
-			close(t->slots[s].pidfd);
-	if (t->lease_pidfd >= 0)
-		close(t->lease_pidfd);
+		unwatch(&t->slots[s].pidfd, &t->slots[s].watch);
+	unwatch(&t->lease_pidfd, &t->lease_watch);
 	seg_detach(&t->seg);
 	free(t->slots);
 	free(t);
@@ -572,7 +576,7 @@ static void topic_adopt_clients(struct topic *t)
 			continue;
 		}
 		t->slots[s].pidfd = fd;
-		loop_watch_pidfd(fd);
+		t->slots[s].watch = loop_watch_pidfd(fd);
 	}
 	{
 		uint32_t pid = at_load_relaxed(&t->seg.hdr->pub_pid);
@@ -580,7 +584,7 @@ static void topic_adopt_clients(struct topic *t)
 		t->lease_pid = (pid_t)pid;
 		if (pid && (fd = pidfd_open_((pid_t)pid)) >= 0) {
 			t->lease_pidfd = fd;
-			loop_watch_pidfd(fd);
+			t->lease_watch = loop_watch_pidfd(fd);
 		} else {
 			lease_release(t);
 		}
@@ -858,10 +862,15 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 		if (t->lease_pidfd >= 0 && t->lease_pid != c->pid)
 			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d)", name,
 				       (int)t->lease_pid);
-		if (t->lease_pidfd >= 0)
-			close(t->lease_pidfd);
-		t->lease_pidfd = -1;
+		/* Only the producer the segment names may re-bind the lease. */
+		if (at_load_relaxed(&t->seg.hdr->pub_pid) != (uint32_t)c->pid)
+			return rep_err(r, ESTALE, "topic '%s': pid %d holds no producer lease to "
+				       "reclaim", name, (int)c->pid);
+		unwatch(&t->lease_pidfd, &t->lease_watch);
 	} else {
+		/* A holder that hung up (its EOF still queued) is released now. */
+		if (t->lease && t->lease != c)
+			loop_conn_gone_now(t->lease);
 		if (t->lease || t->lease_pidfd >= 0)
 			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d)", name,
 				       t->lease ? (int)t->lease->pid : (int)t->lease_pid);
@@ -968,6 +977,14 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 	if (group[0]) {
 		cur = cursor_find(name, group);
 		if (cur && cur->bound) {
+			struct conn *holder = cur->bound->slots[cur->slot].conn;
+
+			/* A consumer restarted after a kill: its predecessor's
+			 * hangup may still be queued. */
+			if (holder && holder != c && loop_conn_gone_now(holder))
+				cur = cursor_find(name, group);
+		}
+		if (cur && cur->bound) {
 			struct slot_owner *so = &cur->bound->slots[cur->slot];
 			int mine = q->reclaim && cur->bound == t && cur->slot == q->slot &&
 				   at_load_relaxed(&t->seg.slots[q->slot].owner) == (uint32_t)c->pid;
@@ -994,9 +1011,7 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 			return rep_err(r, ESTALE, "topic '%s': slot %u is not held by pid %d", name,
 				       q->slot, (int)c->pid);
 		s = (int)q->slot;
-		if (t->slots[s].pidfd >= 0)
-			close(t->slots[s].pidfd);
-		t->slots[s].pidfd = -1;
+		unwatch(&t->slots[s].pidfd, &t->slots[s].watch);
 	} else {
 		fd = open_fd(name, "", O_RDONLY);
 		cfd = open_fd(name, CONS_SUFFIX, O_RDWR);
