@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
@@ -210,8 +211,17 @@ void bench_err_clear(void);
 void cleanup_add_topic(const char *name);
 void cleanup_done_topic(const char *name);
 void cleanup_add_path(const char *path);
+/* ... a directory, removed with everything in it (rm_tree) ... */
+void cleanup_add_tree(const char *path);
+void cleanup_done_tree(const char *path);
+/* ... and a daemon (busd) to SIGKILL; 0 = none. */
+void cleanup_set_daemon(pid_t pid);
 void cleanup_init(void);
 void cleanup_all(void);
+
+/* Remove a directory and everything in it (async-signal-safe). 0 or -errno
+ * of the final rmdir; a path that does not exist is 0. */
+int rm_tree(const char *path);
 
 /* A unique name for this run: "bus-bench-<pid>-<tag>". */
 void bench_name(char *buf, size_t len, const char *tag);
@@ -383,5 +393,94 @@ int bus_prod(enum prod_kind kind, struct prod_result *r);
  * a producer handle in the same process, so no cache line moves between
  * cores: the library's own instructions per event. */
 int bus_cons_cost(double *ns_per_event);
+
+/* ------------------------------------------------------------------------ */
+/* busd: the control plane (busd.c)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* A private busd for the busd section: the binary next to bus-bench
+ * (BUILD/bench/bus-bench -> BUILD/bin/busd), its bus, segment and state
+ * directories in one mkdtemp directory under /dev/shm. */
+struct busd_proc {
+	pid_t pid;          /* 0 when not running */
+	char root[96];      /* the mkdtemp directory ("" before it exists) */
+	char bus[128];      /* root/bus: the address for bus_connect */
+	char bin[4096];
+	double start_ms;    /* fork to READY=1 */
+};
+
+/* Start busd and wait for READY=1 on $NOTIFY_SOCKET (10 s at most). */
+int busd_start(struct busd_proc *d);
+/* 0 while busd runs; -ESRCH (with bench_err()) once it has exited. */
+int busd_check(struct busd_proc *d);
+/* SIGTERM, wait 5 s (then SIGKILL), remove the directories. Returns busd's
+ * exit status (0: a clean stop), 128 + signal, or -errno; safe after a
+ * failed start. */
+int busd_stop(struct busd_proc *d);
+
+#define BUSD_RINGS 2
+extern const uint64_t busd_ring[BUSD_RINGS];  /* the default 1 MiB, 64 KiB */
+
+/* What one consumer attach costs, step by step (ns). */
+enum busd_step {
+	BS_CONNECT,       /* bus_connect, in the full cycle */
+	BS_ATTACH_FRESH,  /* bus_sub_attach, first request on that connection */
+	BS_CONN_ATTACH,   /* bus_connect + bus_sub_attach */
+	BS_CLOSE,         /* bus_sub_close */
+	BS_DISCONNECT,    /* bus_disconnect */
+	BS_CYCLE,         /* connect + attach + close + disconnect */
+	BS_ATTACH,        /* bus_sub_attach on a connection kept open */
+	BS_N
+};
+
+struct busd_attach_result {
+	uint64_t n;                              /* iterations of each loop */
+	struct lat_stats st[BUSD_RINGS][BS_N];
+	struct noise noise;
+};
+
+struct busd_mem {           /* /proc/PID/status, KiB */
+	long rss, anon, file, shmem;
+};
+
+struct busd_mem_result {
+	unsigned topics;          /* created */
+	uint64_t ring;            /* their ring size */
+	struct busd_mem fresh;    /* just started, no client */
+	struct busd_mem before;   /* the creating client connected */
+	struct busd_mem after;    /* after the topics were created */
+	double create_us;         /* mean bus_create round trip */
+};
+
+enum busd_idle_kind { BI_NONE, BI_CLIENT, BI_NAMED, BI_N };
+
+struct busd_idle {
+	double window_s;
+	long ticks;               /* utime + stime, clock ticks (/proc/PID/stat) */
+	uint64_t run_ns;          /* on-CPU time of all its threads (schedstat) */
+	uint64_t switches;        /* context switches of all its threads */
+};
+
+struct busd_idle_result {
+	int ok[BI_N];
+	struct busd_idle w[BI_N];
+};
+
+enum busd_rate_kind { BR_PING, BR_STAT, BR_N };
+
+struct busd_rate_result {
+	int rounds;
+	double round_s;
+	size_t req_len[BR_N], rep_len[BR_N];     /* bytes on the wire */
+	double busd[BR_N][BENCH_MAX_REPS];       /* round trips/s, per round */
+	double raw[BR_N][BENCH_MAX_REPS];        /* socketpair, same sizes */
+	struct lat_stats busd_rtt[BR_N], raw_rtt[BR_N];
+	struct noise noise;
+};
+
+int busd_mem(struct busd_proc *d, unsigned ntopics, struct busd_mem_result *r);
+int busd_attach(struct busd_proc *d, uint64_t n, struct busd_attach_result *r);
+int busd_rate(struct busd_proc *d, double round_s, int rounds, struct busd_rate_result *r);
+int busd_idle(struct busd_proc *d, double window_s, struct busd_idle_result *r);
 
 #endif /* BENCH_H */

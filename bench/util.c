@@ -3,6 +3,8 @@
  * util.c — clocks, the payload pattern, process pairs, cleanup and
  * statistics for bus-bench.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -162,7 +164,9 @@ void bench_err_clear(void)
 
 static char topics[MAX_NAMES][NAME_LEN];
 static char paths[MAX_NAMES][NAME_LEN];
+static char trees[4][NAME_LEN];
 static volatile pid_t kids[2];
+static volatile pid_t daemon_pid;  /* busd of the busd section */
 static pid_t parent_pid;
 
 static void add_name(char (*tab)[NAME_LEN], const char *name)
@@ -209,6 +213,88 @@ static void unlink_topic_files(const char *name)
 	unlink(p);
 }
 
+void cleanup_add_tree(const char *path)
+{
+	for (int i = 0; i < 4; i++) {
+		if (!trees[i][0]) {
+			snprintf(trees[i], NAME_LEN, "%s", path);
+			return;
+		}
+	}
+	fprintf(stderr, "bus-bench: too many directories to clean up\n");
+	exit(1);
+}
+
+void cleanup_done_tree(const char *path)
+{
+	for (int i = 0; i < 4; i++)
+		if (!strcmp(trees[i], path))
+			trees[i][0] = 0;
+}
+
+void cleanup_set_daemon(pid_t pid)
+{
+	daemon_pid = pid;
+}
+
+/*
+ * Remove everything below the directory dfd, then nothing else (the caller
+ * removes the directory itself). Async-signal-safe: only getdents64,
+ * unlinkat, openat and close, no opendir's malloc. Entries are removed while
+ * the directory is read, which may make a read skip some: so it rereads
+ * from the start until a pass finds nothing left (or removes nothing).
+ */
+static void rm_below(int dfd, int depth)
+{
+	char buf[2048] __attribute__((aligned(8)));
+
+	for (int pass = 0; pass < 16; pass++) {
+		int left = 0, removed = 0;
+		ssize_t n;
+
+		lseek(dfd, 0, SEEK_SET);
+		while ((n = getdents64(dfd, buf, sizeof(buf))) > 0) {
+			for (ssize_t off = 0; off < n;) {
+				struct dirent64 *d = (struct dirent64 *)(void *)(buf + off);
+				const char *nm = d->d_name;
+
+				off += d->d_reclen;
+				if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2])))
+					continue;
+				left++;
+				if (unlinkat(dfd, nm, 0) == 0) {
+					removed++;
+					continue;
+				}
+				if (errno == EISDIR && depth < 4) {
+					int sub = openat(dfd, nm, O_RDONLY | O_DIRECTORY |
+							 O_NOFOLLOW | O_CLOEXEC);
+
+					if (sub >= 0) {
+						rm_below(sub, depth + 1);
+						close(sub);
+					}
+					if (unlinkat(dfd, nm, AT_REMOVEDIR) == 0)
+						removed++;
+				}
+			}
+		}
+		if (!left || !removed)
+			return;
+	}
+}
+
+int rm_tree(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	rm_below(fd, 0);
+	close(fd);
+	return rmdir(path) ? -errno : 0;
+}
+
 static void kill_kids(void)
 {
 	for (int i = 0; i < 2; i++)
@@ -221,6 +307,8 @@ void cleanup_all(void)
 	if (getpid() != parent_pid)
 		return;
 	kill_kids();
+	if (daemon_pid > 0)
+		kill(daemon_pid, SIGKILL);
 	for (int i = 0; i < MAX_NAMES; i++) {
 		if (topics[i][0]) {
 			if (!cfg.no_bus)
@@ -233,21 +321,38 @@ void cleanup_all(void)
 			paths[i][0] = 0;
 		}
 	}
+	if (daemon_pid > 0) {
+		waitpid(daemon_pid, NULL, 0);  /* SIGKILLed above */
+		daemon_pid = 0;
+	}
+	for (int i = 0; i < 4; i++) {
+		if (trees[i][0]) {
+			rm_tree(trees[i]);
+			trees[i][0] = 0;
+		}
+	}
 }
 
 static void on_signal(int sig)
 {
 	if (getpid() == parent_pid) {
 		kill_kids();
+		if (daemon_pid > 0)
+			kill(daemon_pid, SIGKILL);
 		for (int i = 0; i < 2; i++)  /* SIGKILLed: returns at once */
 			if (kids[i] > 0)
 				waitpid(kids[i], NULL, 0);
+		if (daemon_pid > 0)
+			waitpid(daemon_pid, NULL, 0);
 		for (int i = 0; i < MAX_NAMES; i++) {
 			if (topics[i][0])
 				unlink_topic_files(topics[i]);
 			if (paths[i][0])
 				unlink(paths[i]);
 		}
+		for (int i = 0; i < 4; i++)
+			if (trees[i][0])
+				rm_tree(trees[i]);
 	}
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -308,7 +413,7 @@ static pid_t spawn(int (*fn)(void *), void *arg, int cpu)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent_pid)  /* parent died before prctl */
 			_exit(3);
-		rc = pin_cpu(cpu);
+		rc = cpu < 0 ? 0 : pin_cpu(cpu);
 		if (rc) {
 			child_fail("sched_setaffinity(CPU %d): %s", cpu, strerror(-rc));
 			_exit(3);
@@ -467,6 +572,67 @@ int run_pair(int (*cons)(void *), int (*prod)(void *), void *arg,
 	if (timed_out)
 		return -ETIMEDOUT;
 	return failed ? -ECHILD : 0;
+}
+
+/*
+ * One child, not pinned (the control-plane cases let the scheduler place
+ * it, as it would place a real client). Waits for that pid only: busd, the
+ * parent's other child in the busd section, must not be reaped here.
+ */
+int run_one(int (*fn)(void *), void *arg, double timeout_s, double *cpu_s)
+{
+	uint64_t end = now_ns() + (uint64_t)(timeout_s * 1e9);
+	int timed_out = 0, st = 0;
+	struct rusage ru;
+	sigset_t chld;
+	pid_t p;
+
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	fflush(NULL);
+	kids[0] = spawn(fn, arg, -1);
+	kids[1] = 0;
+	if (kids[0] < 0) {
+		kids[0] = 0;
+		return -ECHILD;
+	}
+	while ((p = wait4(kids[0], &st, WNOHANG, &ru)) == 0) {
+		uint64_t now = now_ns();
+
+		if (now >= end) {
+			if (timed_out) {
+				fprintf(stderr, "bus-bench: a child does not die\n");
+				exit(1);
+			}
+			timed_out = 1;
+			child_fail("timed out after %.1f s (killed)", timeout_s);
+			kill_kids();
+			end = now + 10000000000ull;
+			continue;
+		}
+		struct timespec ts = {
+			.tv_sec = (time_t)((end - now) / 1000000000ull),
+			.tv_nsec = (long)((end - now) % 1000000000ull),
+		};
+
+		sigtimedwait(&chld, NULL, &ts);
+	}
+	kids[0] = 0;
+	if (p < 0)
+		return -ECHILD;
+	if (cpu_s)
+		*cpu_s = rusage_s(&ru);
+	if (WIFSIGNALED(st) && !timed_out)
+		child_fail("child %d killed by signal %d", (int)p, WTERMSIG(st));
+	if (timed_out)
+		return -ETIMEDOUT;
+	return WIFEXITED(st) && !WEXITSTATUS(st) ? 0 : -ECHILD;
+}
+
+/* Busy and stolen CPU-seconds so far, all CPUs. */
+void cpu_busy(double *busy, double *steal)
+{
+	proc_stat(~0u, busy, steal);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -129,7 +129,8 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 	h->op = op;
 	h->id = id;
 	h->status = 0;
-	memcpy(b->tx + sizeof(*h), body, len);
+	if (len)
+		memcpy(b->tx + sizeof(*h), body, len);
 	if (send(b->fd, b->tx, sizeof(*h) + len, MSG_NOSIGNAL) < 0)
 		return bus_err(errno, "cannot send to busd at %s: %s", b->sock, strerror(errno));
 	for (;;) {
