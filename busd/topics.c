@@ -758,6 +758,11 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 			       "this busd yet", name);
 	if (topic_find(name))
 		return rep_err(r, EEXIST, "topic '%s' already exists", name);
+	/* busd reopens the files it creates; not being root, it needs the
+	 * owner's read and write bits to. */
+	if (q->mode && geteuid() != 0 && (q->mode & 0600) != 0600)
+		return rep_err(r, EINVAL, "topic '%s': mode %04o lacks owner read-write, which "
+			       "this busd (not root) needs to manage the topic", name, q->mode);
 	memset(&o, 0, sizeof(o));
 	o.ring_size = q->ring_size;
 	o.max_event = q->max_event;
