@@ -60,6 +60,7 @@ const char *bus_errmsg(void);
 
 /* Topic flags. */
 #define BUS_TOPIC_GATING  0x1u  /* consumers may ask the producer to wait for them */
+#define BUS_TOPIC_DURABLE 0x2u  /* busd keeps a log on disk (bus_create only) */
 
 struct bus_topic_opts {
 	uint64_t ring_size;     /* bytes, power of two; 0 = BUS_RING_DEFAULT */
@@ -207,7 +208,15 @@ int bus_pub_publishv(struct bus_pub *pub, const struct bus_msg *msgs, unsigned n
 /* Sequence number the next committed event will get. */
 uint64_t bus_pub_next_seq(const struct bus_pub *pub);
 
-/* How long a claim may wait for a gating consumer (default 1 s). */
+/* Durable topics: wait until every event up to and including seq is durable
+ * (written to the log, and synced if the topic's fsync policy syncs).
+ * timeout_ns < 0 waits for ever. -ETIMEDOUT (busd down, disk full: the
+ * message says which), -EINVAL if the topic is not durable or seq was not
+ * published. Publishes a pending BUS_MORE batch first. */
+int bus_pub_sync(struct bus_pub *pub, uint64_t seq, int64_t timeout_ns);
+
+/* How long a claim may wait for a gating consumer, or on a durable topic
+ * for the flusher to make room (default 1 s). */
 void bus_pub_set_timeout(struct bus_pub *pub, int64_t timeout_ns);
 
 /* ------------------------------------------------------------------------ */
@@ -392,6 +401,50 @@ struct bus_topic_entry {
 int bus_list(struct bus *bus, struct bus_topic_entry *entries, unsigned n);
 /* A round trip to busd (0, or -errno if it cannot be reached). */
 int bus_ping(struct bus *bus);
+
+
+/* ------------------------------------------------------------------------ */
+/* Reading a durable topic's log                                            */
+/* ------------------------------------------------------------------------ */
+/*
+ * A durable topic's log is a directory of segment files (format:
+ * docs/LOG-FORMAT.md), readable with no busd running. Every chunk's CRC is
+ * checked before any of its events is returned; a corrupt chunk makes
+ * bus_log_next() fail with -EBADMSG, naming the file and offset, and the
+ * reader stops there. A consumer that wants events from the log and then
+ * the live ones opens the topic with bus_sub_attach() at a sequence or a
+ * time: the switch from log to ring is transparent.
+ */
+struct bus_log;
+
+struct bus_log_info {
+	uint64_t first_seq;   /* oldest event in the log */
+	uint64_t next_seq;    /* one past the newest */
+	uint64_t first_ts;    /* timestamps of the oldest and newest */
+	uint64_t last_ts;
+	uint64_t bytes;       /* segment files, bytes */
+	uint32_t segments;
+	uint32_t reserved;
+};
+
+/* Open the log in `dir` (a topic's log directory); starts at its oldest event. */
+int bus_log_open(const char *dir, struct bus_log **log);
+/* Open a topic's log through busd (read permission). */
+int bus_log_attach(struct bus *bus, const char *topic, struct bus_log **log);
+void bus_log_close(struct bus_log *log);
+/* Position at event seq (-ERANGE if retention removed it or the log is
+ * empty); a sequence past the end waits there: next() returns 0 until it
+ * is written. */
+int bus_log_seek(struct bus_log *log, uint64_t seq);
+/* Position at the first event whose timestamp is >= ts_ns. */
+int bus_log_seek_time(struct bus_log *log, uint64_t ts_ns);
+/* The next event: 1 (ev->data valid until the next call), 0 at the end
+ * (for now, if following), -EBADMSG on a corrupt chunk, -errno. */
+int bus_log_next(struct bus_log *log, struct bus_event *ev);
+/* follow = 1: the log is being written (a live topic): a short last chunk
+ * is "not yet", not corruption, and new segments are picked up. */
+void bus_log_follow(struct bus_log *log, int follow);
+int bus_log_info(struct bus_log *log, struct bus_log_info *info);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@
  *            +256  producer, once per tail chunk: tail, tail_seq
  *            +384  producer, only when it wakes sleepers: wake_gen (futex)
  *            +512  producer, open/close and slow paths: pid, fence mode, stats
+ *            +640  busd's flusher (durable topics): flushed, durable_seq, flush_gen
  *   cons_hdr +128  consumers going to sleep: wake_req
  *            +256  gating: gate_gen (consumers), gate_req (producer)
  *   cons_slot      its consumer (pos, seq, counters); 128 bytes each
@@ -43,6 +44,10 @@
 /* seg_hdr.state */
 #define SEG_STATE_LIVE    0u
 #define SEG_STATE_DELETED 1u
+
+/* seg_hdr.flush_state */
+#define FLUSH_OK       0u
+#define FLUSH_DEGRADED 1u   /* writes are failing (disk full, EIO): see busd's log */
 
 /* seg_hdr.pub_fence: how the current producer orders "publish head" before
  * "look for sleepers"; a consumer going to sleep must use the matching heavy
@@ -89,14 +94,25 @@ struct seg_hdr {
 	_Atomic uint64_t waits;     /* times the producer waited for gating consumers */
 	_Atomic uint64_t wakeups;   /* FUTEX_WAKE calls made */
 	_Atomic uint64_t pub_opens; /* producers that attached over the topic's life */
-	uint8_t  pad4[128 - 32];
+	_Atomic uint32_t flush_req; /* durable: the producer waits for flush_gen */
+	uint8_t  pad4[128 - 36];
+
+	/* +640: the flusher (busd), durable topics only. */
+	_Atomic uint64_t flushed;     /* the log holds everything before this */
+	_Atomic uint64_t flushed_seq; /* sequence number of the record at flushed */
+	_Atomic uint64_t durable_seq; /* events below it are durable (fsync policy) */
+	_Atomic uint32_t flush_gen;   /* futex: bumped when the above move for a waiter */
+	_Atomic uint32_t flush_state; /* FLUSH_* */
+	_Atomic uint64_t flush_errors;/* failed writes (statistics) */
+	uint8_t  pad5[128 - 40];
 };
 
 static_assert(offsetof(struct seg_hdr, head) == 128, "seg_hdr layout");
 static_assert(offsetof(struct seg_hdr, tail) == 256, "seg_hdr layout");
 static_assert(offsetof(struct seg_hdr, wake_gen) == 384, "seg_hdr layout");
 static_assert(offsetof(struct seg_hdr, pub_pid) == 512, "seg_hdr layout");
-static_assert(sizeof(struct seg_hdr) == 640, "seg_hdr layout");
+static_assert(offsetof(struct seg_hdr, flushed) == 640, "seg_hdr layout");
+static_assert(sizeof(struct seg_hdr) == 768, "seg_hdr layout");
 static_assert(sizeof(struct seg_hdr) <= SEG_HDR_SIZE, "seg_hdr fits its page");
 
 struct cons_hdr {

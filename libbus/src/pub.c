@@ -319,6 +319,70 @@ static int64_t gate_wait(struct bus_pub *p, uint64_t need)
 	}
 }
 
+/*
+ * Durable topics: the flusher (busd) reads [flushed, head) from the ring and
+ * writes it to the log, so the tail must not pass `flushed` (invariant 6).
+ * The same Dekker pattern as gating: F1, busd's release store of flushed
+ * after its write completed, pairs with our acquire load (busd is done with
+ * the bytes before it); to sleep we raise flush_req to the generation we
+ * sleep on, fence (F2), and look again; busd fences after its store (F3)
+ * and wakes flush_gen when it sees our request. Sleeps are bounded.
+ */
+static int pub_publish(struct bus_pub *p);
+
+static int flush_wait_for(struct bus_pub *p, _Atomic uint64_t *word, uint64_t need,
+			  int64_t timeout_ns, const char *what)
+{
+	uint64_t start = 0, now;
+	int spins = 0, counted = 0;
+
+	for (;;) {
+		if (at_load_acquire(word) >= need)  /* F1 */
+			return 0;
+		if (at_load_relaxed(&p->hdr->state) != SEG_STATE_LIVE)
+			return bus_err(EPIPE, "topic was deleted");
+		if (!counted && word == &p->hdr->flushed) {
+			counted = 1;
+			at_store_relaxed(&p->hdr->waits, ++p->waits);
+		}
+		if (spins++ < 200) {
+			at_cpu_relax();
+			continue;
+		}
+		now = mono_ns();
+		if (!start)
+			start = now;
+		if ((int64_t)(now - start) >= timeout_ns) {
+			uint32_t st = at_load_relaxed(&p->hdr->flush_state);
+
+			return bus_err(ETIMEDOUT, "durable topic: %s has not caught up after %lld ms "
+				       "(%s); is busd running? the producer gave up waiting",
+				       what, (long long)(timeout_ns / 1000000),
+				       st == FLUSH_DEGRADED ? "busd reports its log writes failing, "
+				       "e.g. a full disk: see busd's log" : "the flusher is behind");
+		}
+		uint32_t gen = at_load_acquire(&p->hdr->flush_gen);
+		at_store_relaxed(&p->hdr->flush_req, gen);
+		at_fence_seq_cst();                     /* F2: pairs with F3 */
+		if (at_load_acquire(word) >= need)
+			return 0;
+		int64_t left = timeout_ns - (int64_t)(mono_ns() - start);
+		futex_wait_shared(&p->hdr->flush_gen, gen, left < 100000000 ? left : 100000000);
+	}
+}
+
+BUS_EXPORT int bus_pub_sync(struct bus_pub *p, uint64_t seq, int64_t timeout_ns)
+{
+	if (!(p->seg.g.flags & BUS_TOPIC_DURABLE))
+		return bus_err(EINVAL, "bus_pub_sync: the topic is not durable");
+	if (seq >= p->seq)
+		return bus_err(EINVAL, "bus_pub_sync: sequence %llu was not published yet "
+			       "(next is %llu)", (unsigned long long)seq, (unsigned long long)p->seq);
+	pub_publish(p);
+	return flush_wait_for(p, &p->hdr->durable_seq, seq + 1,
+			      timeout_ns < 0 ? INT64_MAX : timeout_ns, "the log (busd)");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Publishing                                                               */
 /* ------------------------------------------------------------------------ */
@@ -414,6 +478,18 @@ static int pub_make_room(struct bus_pub *p, uint64_t end)
 			}
 			break;
 		}
+	}
+	if (p->seg.g.flags & BUS_TOPIC_DURABLE) {
+		uint64_t f;
+		int r = flush_wait_for(p, &p->hdr->flushed, need, p->timeout_ns, "the flusher (busd)");
+
+		if (r < 0)
+			return r;
+		f = at_load_relaxed(&p->hdr->flushed);  /* >= need, a record boundary */
+		if (f < limit)
+			limit = f;
+		if (t > limit)
+			t = walk_to(p, need, &s);
 	}
 	if (p->seg.g.flags & BUS_TOPIC_GATING) {
 		int64_t g = gate_wait(p, need);

@@ -91,8 +91,9 @@ static int resolve_opts(const struct bus_topic_opts *in, struct bus_topic_opts *
 	if (o->max_consumers > BUS_CONSUMERS_MAX)
 		return bus_err(EINVAL, "max consumers %u: at most %u",
 			       o->max_consumers, BUS_CONSUMERS_MAX);
-	if (o->flags & ~BUS_TOPIC_GATING)
-		return bus_err(EINVAL, "unknown topic flags 0x%x", o->flags & ~BUS_TOPIC_GATING);
+	if (o->flags & ~(BUS_TOPIC_GATING | BUS_TOPIC_DURABLE))
+		return bus_err(EINVAL, "unknown topic flags 0x%x",
+			       o->flags & ~(BUS_TOPIC_GATING | BUS_TOPIC_DURABLE));
 	if (!o->mode)
 		o->mode = 0600;
 	if (o->mode & ~0777u)
@@ -282,7 +283,7 @@ int seg_validate(const struct seg_hdr *h, uint64_t file_size, struct seg_geom *g
 		return bus_err(EINVAL, "impossible geometry: %u consumer slots", v.nslots);
 	if (v.chunk_shift < 3 || v.chunk_shift >= log2u64(v.ring_size))
 		return bus_err(EINVAL, "impossible geometry: chunk shift %u", v.chunk_shift);
-	if (v.flags & ~BUS_TOPIC_GATING)
+	if (v.flags & ~(BUS_TOPIC_GATING | BUS_TOPIC_DURABLE))
 		return bus_err(EINVAL, "unknown topic flags 0x%x", v.flags);
 	if (file_size != seg_file_size(v.ring_size))
 		return bus_err(EPROTO, "segment truncated or padded: %llu bytes, expected %llu",

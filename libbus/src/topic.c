@@ -12,6 +12,9 @@
 
 BUS_EXPORT int bus_topic_create(const char *name, const struct bus_topic_opts *opts)
 {
+	if (opts && (opts->flags & BUS_TOPIC_DURABLE))
+		return bus_err(EINVAL, "topic '%s': a durable topic needs busd to flush it: "
+			       "create it with bus_create()", name);
 	return seg_create(name, opts);
 }
 
