@@ -13,12 +13,14 @@
 #ifndef BUSD_H
 #define BUSD_H
 
+#include <linux/time_types.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #include "bus.h"
+#include "logfmt.h"
 #include "proto.h"
 #include "seg.h"
 
@@ -75,13 +77,13 @@ struct conn {
 	uint8_t *rx;
 	uint8_t *tx;
 	size_t tx_len;
-	int tx_fds[2];
+	int tx_fds[3];
 	int tx_nfds;
 	int close_after_send;
 	struct msghdr msg;      /* the pending send (lives until it completes) */
 	struct iovec iov;
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		char buf[CMSG_SPACE(sizeof(int) * 3)];
 		struct cmsghdr align;
 	} cbuf_u;
 };
@@ -99,8 +101,53 @@ struct slot_owner {
 	int cursor;             /* index in the cursor table, -1 = anonymous */
 };
 
+/* ---- durable topics (flush.c) ------------------------------------------- */
+struct dur_cfg {
+	uint32_t fsync;             /* enum bus_fsync */
+	uint64_t fsync_interval_ns;
+	uint64_t fsync_bytes;
+	uint64_t linger_ns;
+	uint64_t batch_bytes;
+	uint64_t segment_bytes;
+	uint64_t retain_bytes;
+	uint64_t retain_age_ns;
+};
+
+struct topic_conf {             /* STATE/log/TOPIC/topic.conf */
+	uint64_t ring_size;
+	uint32_t max_event, max_consumers, flags, mode;
+	struct dur_cfg d;
+};
+
+struct flusher {
+	struct topic *t;
+	struct topic_conf conf;
+	uint32_t id;                /* in CQE user data */
+	int dirfd;                  /* STATE/log/TOPIC */
+	int segfd, idxfd;           /* the active segment and its index */
+	uint64_t seg_first, seg_size, idx_size;
+	uint64_t pos, seq;          /* flushed: ring position and sequence */
+	/* the write in flight */
+	int busy;
+	struct log_chunk_hdr ch;
+	struct iovec iov[2], wiov[2];
+	uint64_t w_end, w_seq, w_total, w_done, w_off;
+	/* syncing */
+	int sync_busy;
+	uint64_t sync_seq, sync_pos, unsynced, last_sync;
+	/* sleeping */
+	int futex_armed, timer_armed;
+	struct __kernel_timespec ts;
+	uint64_t pending_since;     /* unflushed bytes seen first (linger) */
+	int degraded, broken;
+	int closing;                /* deleted: free when the op in flight ends */
+	int final;                  /* shutdown: synchronous writes only */
+	uint64_t retry_at;
+};
+
 struct topic {
 	char name[PROTO_NAME_MAX + 1];
+	struct flusher *fl;         /* durable topics */
 	struct seg seg;         /* SEG_DAEMON: header + consumer area */
 	uint32_t uid, gid, mode;
 	int refs;               /* table + handles */
@@ -119,7 +166,7 @@ struct reply {
 	char msg[PROTO_ERR_MAX];
 	uint8_t *body;          /* points into the connection's tx buffer */
 	size_t len;             /* body bytes written */
-	int fds[2];
+	int fds[3];
 	int nfds;
 };
 int rep_err(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -149,6 +196,34 @@ void loop_unwatch(uint32_t watch);   /* cancel a poll still armed */
 /* The connection has hung up (its EOF may still be queued): handle that
  * now. For a holder the next request would otherwise find still there. */
 int loop_conn_gone_now(struct conn *c);
+
+void dur_defaults(struct dur_cfg *d);
+int dur_check(const struct dur_cfg *d, char *why, size_t size);
+int conf_read(int dirfd, struct topic_conf *c);
+/* Create the log of a new durable topic / open (and recover) an existing
+ * one, reconciling it with the segment: flush.c. */
+int flush_create(struct topic *t, const struct topic_conf *c);
+int flush_open(struct topic *t, int adopted);
+void flush_close(struct topic *t, int remove_log);
+int flush_recover_all(void);   /* durable topics whose segment is gone */
+void flush_kick(struct flusher *f);
+void flush_write_done(struct flusher *f, int res);
+void flush_sync_done(struct flusher *f, int res);
+void flush_timer_done(struct flusher *f);
+void flush_futex_done(struct flusher *f, int res);
+int flush_log_fd(struct topic *t);   /* a read-only descriptor of its log dir */
+int flush_log_exists(const char *name);
+int loop_flushers_busy(void);          /* a write or sync in flight */
+void topic_release_ref(struct topic *t);
+
+/* loop.c: the flusher's operations (user data carries f->id). */
+void loop_flush_write(struct flusher *f, struct iovec *iov, int n, uint64_t off);
+void loop_flush_sync(struct flusher *f);
+void loop_flush_timer(struct flusher *f, uint64_t ns);
+void loop_flush_futex(struct flusher *f, _Atomic uint32_t *word, uint32_t val, int bound_s);
+void loop_flush_cancel(struct flusher *f);
+int loop_flusher_add(struct flusher *f);
+void loop_flusher_del(struct flusher *f);
 
 int loop_init(void);
 int loop_run(void (*ready)(void));   /* until SIGTERM/SIGINT */

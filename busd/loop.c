@@ -31,7 +31,8 @@
 #include "busd.h"
 #include "err.h"
 
-enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE, K_IGNORE };
+enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE, K_IGNORE,
+	     K_FL_WRITE, K_FL_SYNC, K_FL_TIMER, K_FL_FUTEX };
 
 #define RX_MAX 1024u   /* larger than any request; a bigger packet is refused */
 
@@ -128,6 +129,130 @@ static void arm_signal(void)
 
 	io_uring_prep_read(sqe, sig_fd, &sig_info, sizeof(sig_info), 0);
 	io_uring_sqe_set_data64(sqe, ud(K_SIGNAL, 0, 0));
+}
+
+/* ---- the flusher's operations ------------------------------------------- */
+
+/* Flushers by slot; the CQE's user data carries slot and generation, so a
+ * completion for a flusher that is gone finds nothing. */
+static struct flusher **fls;
+static uint32_t *fl_gen;
+static uint32_t nfls;
+
+int loop_flusher_add(struct flusher *f)
+{
+	uint32_t i;
+
+	for (i = 0; i < nfls && fls[i]; i++)
+		;
+	if (i == nfls) {
+		uint32_t n = nfls ? 2 * nfls : 16;
+		struct flusher **a = realloc(fls, n * sizeof(*a));
+		uint32_t *g;
+
+		if (!a)
+			return -ENOMEM;
+		fls = a;
+		g = realloc(fl_gen, n * sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		fl_gen = g;
+		memset(&fls[nfls], 0, (n - nfls) * sizeof(*fls));
+		memset(&fl_gen[nfls], 0, (n - nfls) * sizeof(*fl_gen));
+		nfls = n;
+	}
+	fls[i] = f;
+	fl_gen[i]++;
+	f->id = i;
+	return 0;
+}
+
+void loop_flusher_del(struct flusher *f)
+{
+	if (f->id < nfls && fls[f->id] == f)
+		fls[f->id] = NULL;
+}
+
+int loop_flushers_busy(void)
+{
+	for (uint32_t i = 0; i < nfls; i++)
+		if (fls[i] && (fls[i]->busy || fls[i]->sync_busy))
+			return 1;
+	return 0;
+}
+
+static uint64_t fl_ud(enum kind k, struct flusher *f)
+{
+	return ud(k, f->id, fl_gen[f->id]);
+}
+
+static struct flusher *fl_of(uint64_t data)
+{
+	uint32_t id = (uint32_t)data, gen = (uint32_t)(data >> 32) & 0xffffff;
+
+	return id < nfls && fls[id] && (fl_gen[id] & 0xffffff) == gen ? fls[id] : NULL;
+}
+
+void loop_flush_write(struct flusher *f, struct iovec *iov, int n, uint64_t off)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_writev(sqe, f->segfd, iov, (unsigned)n, off);
+	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_WRITE, f));
+}
+
+void loop_flush_sync(struct flusher *f)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_fsync(sqe, f->segfd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_SYNC, f));
+}
+
+void loop_flush_timer(struct flusher *f, uint64_t ns)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	f->ts.tv_sec = (long long)(ns / 1000000000ull);
+	f->ts.tv_nsec = (long long)(ns % 1000000000ull);
+	io_uring_prep_timeout(sqe, &f->ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_TIMER, f));
+}
+
+/* FUTEX_WAIT (Linux 6.7+; liburing 2.3 has no helper, so the SQE is filled
+ * as io_uring_prep_futex_wait() would: fd = FUTEX2 flags, addr = the word,
+ * off = the value, addr3 = the mask), linked to a timeout that bounds it. */
+#define OP_FUTEX_WAIT 51
+#define FUTEX2_U32    0x02
+void loop_flush_futex(struct flusher *f, _Atomic uint32_t *word, uint32_t val, int bound_s)
+{
+	static struct __kernel_timespec bound;
+	struct io_uring_sqe *sqe = sqe_get();
+
+	io_uring_prep_rw(OP_FUTEX_WAIT, sqe, FUTEX2_U32, (const void *)word, 0, val);
+	sqe->addr3 = 0xffffffffull;
+	sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_FUTEX, f));
+	bound.tv_sec = bound_s;
+	sqe = sqe_get();
+	io_uring_prep_link_timeout(sqe, &bound, 0);
+	io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
+}
+
+void loop_flush_cancel(struct flusher *f)
+{
+	struct io_uring_sqe *sqe;
+
+	if (f->futex_armed) {
+		sqe = sqe_get();
+		io_uring_prep_cancel64(sqe, fl_ud(K_FL_FUTEX, f), 0);
+		io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
+	}
+	if (f->timer_armed) {
+		sqe = sqe_get();
+		io_uring_prep_timeout_remove(sqe, fl_ud(K_FL_TIMER, f), 0);
+		io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
+	}
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -308,7 +433,7 @@ static void send_reply(struct conn *c, const struct proto_hdr *qh, struct reply 
 		struct cmsghdr *cm;
 
 		c->msg.msg_control = c->cbuf;
-		c->msg.msg_controllen = CMSG_SPACE(sizeof(int) * 2);
+		c->msg.msg_controllen = sizeof(c->cbuf_u);
 		cm = CMSG_FIRSTHDR(&c->msg);
 		cm->cmsg_level = SOL_SOCKET;
 		cm->cmsg_type = SCM_RIGHTS;
@@ -548,6 +673,24 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		break;
 	case K_IGNORE:
 		break;
+	case K_FL_WRITE:
+	case K_FL_SYNC:
+	case K_FL_TIMER:
+	case K_FL_FUTEX: {
+		struct flusher *f = fl_of(data);
+
+		if (!f)
+			break;
+		if (k == K_FL_WRITE)
+			flush_write_done(f, res);
+		else if (k == K_FL_SYNC)
+			flush_sync_done(f, res);
+		else if (k == K_FL_TIMER)
+			flush_timer_done(f);
+		else
+			flush_futex_done(f, res);
+		break;
+	}
 	}
 }
 
@@ -644,6 +787,20 @@ int loop_run(void (*ready)(void))
 	close(listen_fd);
 	listen_fd = -1;
 	unlink(cfg.sock_path);
+	/* Let the log writes in flight finish: the final flush continues
+	 * synchronously from where they end. */
+	while (loop_flushers_busy()) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		if (io_uring_submit_and_wait(&ring, 1) < 0 && errno != EINTR)
+			break;
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			on_cqe(cqe);
+			n++;
+		}
+		io_uring_cq_advance(&ring, n);
+	}
 	return 0;
 }
 

@@ -621,8 +621,8 @@ int main(int argc, char **argv)
 	topics_init();
 	r = loop_run(ready);
 	notify("STOPPING=1");
+	topics_fini();  /* the final flush may still queue (never submitted) cancels */
 	loop_fini();
-	topics_fini();
 	/* The anchor stays while segments of this bus exist: they are kept for
 	 * the next busd, and the anchor is how a sweep finds their bus. */
 	if (bus_files(cfg.bus_id, 0, NULL) == 0) {

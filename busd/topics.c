@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "atomics.h"
+#include "log.h"
 #include "busd.h"
 #include "err.h"
 #include "wait.h"
@@ -488,6 +489,11 @@ static void topic_unref(struct topic *t)
 		topic_free(t);
 }
 
+void topic_release_ref(struct topic *t)
+{
+	topic_unref(t);
+}
+
 /* Attach busd to a segment file (fresh, or left by a previous busd). */
 static struct topic *topic_open(const char *name, int *err)
 {
@@ -647,6 +653,8 @@ static void adopt_all(void)
 			continue;
 		}
 		topic_adopt_clients(t);
+		if (t->seg.g.flags & BUS_TOPIC_DURABLE)
+			flush_open(t, 1);
 		n++;
 	}
 	closedir(d);
@@ -654,19 +662,86 @@ static void adopt_all(void)
 		log_notice("adopted %u topics left by a previous busd", n);
 }
 
+/* Durable topics whose segment is gone (the host rebooted, /dev/shm was
+ * emptied): a new ring starts at the log's next sequence number. */
+static void recreate_durable(void)
+{
+	char path[4400];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(path, sizeof(path), "%s/log", cfg.state_dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		struct topic_conf c;
+		struct bus_log *l;
+		struct bus_log_info li;
+		struct bus_topic_opts o;
+		struct topic *t;
+		char seg[4500];
+		int fd, err;
+
+		if (e->d_name[0] == '.' ||
+		    proto_name_check(e->d_name, (uint32_t)strlen(e->d_name), "topic") < 0 ||
+		    topic_find(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/log/%s", cfg.state_dir, e->d_name);
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (conf_read(fd, &c) < 0) {
+			log_warn("%s: no readable topic.conf; not recreating '%s'", path, e->d_name);
+			close(fd);
+			continue;
+		}
+		if (log_open_fd(fd, path, &l) < 0)
+			continue;
+		memset(&li, 0, sizeof(li));
+		bus_log_info(l, &li);
+		bus_log_close(l);
+		memset(&o, 0, sizeof(o));
+		o.ring_size = c.ring_size;
+		o.max_event = c.max_event;
+		o.max_consumers = c.max_consumers;
+		o.flags = c.flags | BUS_TOPIC_DURABLE;
+		o.mode = c.mode;
+		o.first_seq = li.next_seq ? li.next_seq : 1;
+		seg_full(seg, sizeof(seg), e->d_name);
+		if (seg_create(seg, &o) < 0) {
+			log_err("cannot recreate durable topic '%s': %s", e->d_name, bus_errmsg());
+			continue;
+		}
+		t = topic_open(e->d_name, &err);
+		if (!t || topic_insert(t) < 0) {
+			if (t)
+				topic_free(t);
+			continue;
+		}
+		log_notice("recreated durable topic '%s' from its log: the ring starts at event "
+			   "%llu", e->d_name, (unsigned long long)o.first_seq);
+		flush_open(t, 0);
+	}
+	closedir(d);
+}
+
 int topics_init(void)
 {
 	cursors_load();
 	busd_sweep_stale();
 	adopt_all();
+	recreate_durable();
 	return 0;
 }
 
 void topics_fini(void)
 {
 	topics_persist(0);
-	for (unsigned i = 0; i < ntopics; i++)
+	for (unsigned i = 0; i < ntopics; i++) {
+		flush_close(topics[i], 0);  /* writes what is left, syncs */
 		topic_unref(topics[i]);
+	}
 	free(topics);
 	free(cursors);
 	topics = NULL;
@@ -746,16 +821,39 @@ static int open_fd(const char *name, const char *suffix, int flags)
 int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 {
 	char name[PROTO_NAME_MAX + 1], path[4400];
+	struct topic_conf tc;
 	struct bus_topic_opts o;
 	struct topic *t;
 	int e;
 
 	if (take_name(&q->topic, name, "topic", 0, r) < 0)
 		return r->status;
-	if (q->durable || q->dur[0] || q->dur[1] || q->dur[2] || q->dur[3] || q->dur[4] ||
-	    q->dur[5] || q->dur[6] || q->dur[7])
-		return rep_err(r, EOPNOTSUPP, "topic '%s': durable topics are not supported by "
-			       "this busd yet", name);
+	if (q->dur[7] || q->flags & ~(BUS_TOPIC_GATING | BUS_TOPIC_DURABLE))
+		return rep_err(r, EINVAL, "topic '%s': unknown flags or settings", name);
+	if (q->flags & BUS_TOPIC_DURABLE) {
+		char why[200];
+
+		memset(&tc, 0, sizeof(tc));
+		tc.d.fsync = q->fsync;
+		tc.d.fsync_interval_ns = q->dur[0];
+		tc.d.fsync_bytes = q->dur[1];
+		tc.d.linger_ns = q->dur[2];
+		tc.d.batch_bytes = q->dur[3];
+		tc.d.segment_bytes = q->dur[4];
+		tc.d.retain_bytes = q->dur[5];
+		tc.d.retain_age_ns = q->dur[6];
+		if (dur_check(&tc.d, why, sizeof(why)) < 0)
+			return rep_err(r, EINVAL, "topic '%s': %s", name, why);
+		dur_defaults(&tc.d);
+		if (flush_log_exists(name))
+			return rep_err(r, EEXIST, "topic '%s': a log from an earlier topic of that "
+				       "name is in %s/log/%s; remove it first", name, cfg.state_dir,
+				       name);
+	} else if (q->fsync || q->dur[0] || q->dur[1] || q->dur[2] || q->dur[3] || q->dur[4] ||
+		   q->dur[5] || q->dur[6]) {
+		return rep_err(r, EINVAL, "topic '%s': durability settings need a durable topic",
+			       name);
+	}
 	if (topic_find(name))
 		return rep_err(r, EEXIST, "topic '%s' already exists", name);
 	/* busd reopens the files it creates; not being root, it needs the
@@ -794,6 +892,25 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 			topic_free(t);
 		return rep_err(r, ENOMEM, "topic '%s': cannot attach the new segment: %s", name,
 			       bus_errmsg());
+	}
+	if (o.flags & BUS_TOPIC_DURABLE) {
+		tc.ring_size = t->seg.g.ring_size;
+		tc.max_event = t->seg.g.max_event;
+		tc.max_consumers = t->seg.g.nslots;
+		tc.flags = t->seg.g.flags;
+		tc.mode = t->mode;
+		e = flush_create(t, &tc);
+		if (e < 0) {
+			char cp[4500];
+
+			snprintf(cp, sizeof(cp), "%s" CONS_SUFFIX, path);
+			topic_unlink_table(t);
+			unlink(path);
+			unlink(cp);
+			topic_unref(t);
+			return rep_err(r, -e, "topic '%s': cannot create its log in %s/log: %s",
+				       name, cfg.state_dir, strerror(-e));
+		}
 	}
 	log_info("created topic '%s' (ring %llu, mode %04o, uid %u) for pid %d", name,
 		 (unsigned long long)t->seg.g.ring_size, t->mode, t->uid, (int)c->pid);
@@ -834,6 +951,7 @@ int op_delete(struct conn *c, const struct req_topic *q, struct reply *r)
 	}
 	for (uint32_t s = 0; s < t->seg.g.nslots; s++)
 		t->slots[s].cursor = -1;
+	flush_close(t, 1);
 	t->deleted = 1;
 	topic_unlink_table(t);
 	topic_unref(t);
@@ -1067,6 +1185,10 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 		r->fds[0] = fd;
 		r->fds[1] = cfd;
 		r->nfds = 2;
+		/* A durable topic's consumer reads the log when the ring has
+		 * moved past it: its directory, read-only. */
+		if (t->fl && (r->fds[2] = flush_log_fd(t)) >= 0)
+			r->nfds = 3;
 	}
 	log_debug("pid %d consumes '%s' in slot %d%s%s", (int)c->pid, name, s,
 		  cur ? " as cursor " : "", cur ? group : "");

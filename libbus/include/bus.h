@@ -62,6 +62,14 @@ const char *bus_errmsg(void);
 #define BUS_TOPIC_GATING  0x1u  /* consumers may ask the producer to wait for them */
 #define BUS_TOPIC_DURABLE 0x2u  /* busd keeps a log on disk (bus_create only) */
 
+/* Durable topics: when the log is synced to disk. */
+enum bus_fsync {
+	BUS_FSYNC_DEFAULT  = 0,  /* BUS_FSYNC_INTERVAL */
+	BUS_FSYNC_NONE     = 1,  /* page cache only: survives a busd crash, not a power cut */
+	BUS_FSYNC_INTERVAL = 2,  /* every fsync_interval_ns or fsync_bytes */
+	BUS_FSYNC_ALWAYS   = 3,  /* fdatasync before the flushed position moves */
+};
+
 struct bus_topic_opts {
 	uint64_t ring_size;     /* bytes, power of two; 0 = BUS_RING_DEFAULT */
 	uint32_t max_event;     /* largest payload; 0 = ring_size / 4; at most ring_size / 2 */
@@ -69,6 +77,16 @@ struct bus_topic_opts {
 	uint32_t flags;         /* BUS_TOPIC_* */
 	uint32_t mode;          /* permission bits of the files; 0 = 0600 */
 	uint64_t first_seq;     /* sequence number of the first event; 0 = 1 */
+	/* Durable topics (BUS_TOPIC_DURABLE, bus_create only); 0 = default. */
+	uint32_t fsync;              /* enum bus_fsync */
+	uint32_t reserved;
+	uint64_t fsync_interval_ns;  /* BUS_FSYNC_INTERVAL: at most this long (1 s) */
+	uint64_t fsync_bytes;        /* ... or this many bytes (16 MiB) between syncs */
+	uint64_t linger_ns;          /* wait this long to batch a small write (1 ms) */
+	uint64_t batch_bytes;        /* ... unless this much is waiting (256 KiB) */
+	uint64_t segment_bytes;      /* roll log segments at this size (64 MiB) */
+	uint64_t retain_bytes;       /* delete old segments above this total (0: keep all) */
+	uint64_t retain_age_ns;      /* ... or older than this (0: keep all) */
 };
 
 /*
@@ -230,7 +248,13 @@ enum bus_from {
 	BUS_FROM_NEWEST = 1, /* the newest event (it is delivered first) */
 	BUS_FROM_END    = 2, /* only events published after the open */
 	BUS_FROM_SEQ    = 3, /* the event with sequence number opts.seq */
+	BUS_FROM_TIME   = 4, /* the first event with a timestamp >= opts.ts_ns */
 };
+/* On a durable topic (BUS_TOPIC_DURABLE, opened with bus_sub_attach) the
+ * consumer reaches back into the log: OLDEST is the oldest event in the log,
+ * SEQ and TIME may be older than the ring, and a consumer that falls a ring
+ * behind continues from the log. The switch between log and ring is
+ * invisible: one stream, in order, without gaps or duplicates. */
 
 /* Consumer flags. */
 #define BUS_SUB_GATING 0x1u  /* the producer must not overwrite what this
@@ -240,6 +264,7 @@ struct bus_sub_opts {
 	enum bus_from from;
 	uint64_t seq;       /* for BUS_FROM_SEQ */
 	uint32_t flags;     /* BUS_SUB_* */
+	uint64_t ts_ns;     /* for BUS_FROM_TIME (CLOCK_REALTIME ns) */
 	const char *group;  /* bus_sub_attach() only: a named durable cursor
 			     * (busd keeps its position); NULL = anonymous.
 			     * `from` applies when the cursor is new. */

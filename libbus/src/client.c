@@ -156,7 +156,7 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 
 		memcpy(tmp, CMSG_DATA(c), sizeof(int) * (size_t)(k > 4 ? 4 : k));
 		for (int i = 0; i < k && i < 4; i++) {
-			if (fds && nfds && *nfds < 2)
+			if (fds && nfds && *nfds < 3)
 				fds[(*nfds)++] = tmp[i];
 			else
 				close(tmp[i]);
@@ -466,6 +466,14 @@ BUS_EXPORT int bus_create(struct bus *b, const char *topic, const struct bus_top
 		q.max_consumers = o->max_consumers;
 		q.flags = o->flags;
 		q.first_seq = o->first_seq;
+		q.fsync = o->fsync;
+		q.dur[0] = o->fsync_interval_ns;
+		q.dur[1] = o->fsync_bytes;
+		q.dur[2] = o->linger_ns;
+		q.dur[3] = o->batch_bytes;
+		q.dur[4] = o->segment_bytes;
+		q.dur[5] = o->retain_bytes;
+		q.dur[6] = o->retain_age_ns;
 	}
 	r = call(b, OP_CREATE, &q, sizeof(q), NULL, 0, NULL, NULL, NULL);
 	if (r == 0)
@@ -557,7 +565,7 @@ BUS_EXPORT int bus_pub_attach(struct bus *b, const char *topic, struct bus_pub *
 {
 	struct req_open q;
 	struct bus_link *l;
-	int fds[2], nfds = 0, r;
+	int fds[3], nfds = 0, r;
 
 	if (!out)
 		return bus_err(EINVAL, "bus_pub_attach: no result pointer");
@@ -603,7 +611,7 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 	struct rep_open_sub rep;
 	struct req_open q;
 	struct bus_link *l;
-	int fds[2], nfds = 0, r;
+	int fds[3], nfds = 0, r;
 
 	if (!out)
 		return bus_err(EINVAL, "bus_sub_attach: no result pointer");
@@ -627,7 +635,7 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 		return bus_err(ENOMEM, "out of memory");
 	pthread_mutex_lock(&b->lock);
 	r = call_locked(b, OP_OPEN_SUB, &q, sizeof(q), &rep, sizeof(rep), NULL, fds, &nfds);
-	if (r == 0 && nfds != 2) {
+	if (r == 0 && nfds != 2 && nfds != 3) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 		r = bus_err(EPROTO, "busd opened '%s' without its descriptors", topic);
@@ -641,8 +649,8 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 		free(l);
 		return r;
 	}
-	r = sub_open_fds(topic, fds[0], fds[1], rep.slot, &o, o.group && rep.has_commit,
-			 rep.resume_seq, out);
+	r = sub_open_fds(topic, fds[0], fds[1], nfds == 3 ? fds[2] : -1, rep.slot, &o,
+			 o.group && rep.has_commit, rep.resume_seq, out);
 	if (r < 0) {
 		char why[256];
 

@@ -548,7 +548,7 @@ static int seek_to(struct bus_log *l, size_t i, uint64_t off, uint64_t seq)
 	return 0;
 }
 
-static int log_seek_seq(struct bus_log *l, uint64_t seq)
+int log_seek(struct bus_log *l, uint64_t seq)
 {
 	size_t lo = 0, hi = l->nsegs;
 
@@ -639,7 +639,7 @@ BUS_EXPORT void bus_log_close(struct bus_log *l)
 
 BUS_EXPORT int bus_log_seek(struct bus_log *l, uint64_t seq)
 {
-	int r = log_seek_seq(l, seq);
+	int r = log_seek(l, seq);
 
 	l->min_ts = 0;
 	return r;

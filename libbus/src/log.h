@@ -75,5 +75,7 @@ struct bus_log {
 };
 
 int log_open_fd(int dirfd, const char *what, struct bus_log **out);  /* takes dirfd */
+/* bus_log_seek without touching min_ts: -ERANGE when older than the log. */
+int log_seek(struct bus_log *l, uint64_t seq);
 
 #endif

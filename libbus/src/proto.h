@@ -98,9 +98,12 @@ struct req_create {
 	uint32_t max_event;
 	uint32_t max_consumers;
 	uint32_t flags;         /* BUS_TOPIC_* */
-	uint32_t durable;       /* durability: reserved for the flusher; */
-	uint64_t first_seq;     /*   durable and dur[] must be zero for now */
-	uint64_t dur[8];
+	uint32_t fsync;         /* enum bus_fsync (durable topics) */
+	uint64_t first_seq;
+	uint64_t dur[8];        /* durable topics, 0 = default: fsync interval
+				 * ns, fsync bytes, linger ns, batch bytes,
+				 * segment bytes, retain bytes, retain age ns;
+				 * dur[7] zero */
 };
 
 #define PROTO_NEW_SLOT 0xffffffffu

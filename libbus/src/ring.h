@@ -71,6 +71,7 @@
  * is a chain of dependent loads: ~8 ns a record on the hot path). 32 entries
  * cover the 17 chunks that [tail, head] can touch. */
 #define CHUNK_TABLE 32u
+#define PROTO_NAME_MAX_ 128
 
 struct chunk_first {
 	uint64_t pos;        /* first record starting in the chunk */
@@ -127,6 +128,11 @@ struct bus_sub {
 	int asym;            /* G2 may be a compiler barrier */
 	int64_t spin_ns;
 	int commit_ok;          /* a named cursor: bus_sub_commit() allowed */
+	int logfd;              /* durable topic: its log directory, else -1 */
+	struct bus_log *log;    /* reading from the log instead of the ring */
+	int log_time;           /* the log was positioned by time */
+	uint64_t pending_lost;  /* a gap to report before the next event */
+	char name[PROTO_NAME_MAX_ + 1];
 	struct bus_link *link;  /* opened through busd (client.c), else NULL */
 	struct seg seg;
 };
@@ -182,8 +188,8 @@ int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *siz
  * the ring no longer holds. Both take ownership of fd and cfd. */
 struct bus_link;
 int pub_open_fds(const char *name, int fd, int cfd, int64_t lock_wait_ns, struct bus_pub **out);
-int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct bus_sub_opts *o,
-		 int has_resume, uint64_t resume, struct bus_sub **out);
+int sub_open_fds(const char *name, int fd, int cfd, int logfd, uint32_t slot,
+		 const struct bus_sub_opts *o, int has_resume, uint64_t resume, struct bus_sub **out);
 /* client.c: tell busd a producer or consumer opened through it is closing. */
 void client_release(struct bus_link *link);
 

@@ -15,7 +15,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include "atomics.h"
+#include "log.h"
 #include "err.h"
 #include "ring.h"
 #include "wait.h"
@@ -363,10 +366,136 @@ static inline void slot_publish(struct bus_sub *s)
 	}
 }
 
+/* ------------------------------------------------------------------------ */
+/* Durable topics: reading from the log                                     */
+/* ------------------------------------------------------------------------ */
+
+#define SUB_TO_LOG 2         /* internal: lapped on a durable topic */
+#define LOG_POS UINT64_MAX   /* ev->pos_ of an event read from the log */
+
+static int peek(struct bus_sub *s, struct bus_event *ev);
+static void advance(struct bus_sub *s, const struct bus_event *ev);
+
+static void leave_log(struct bus_sub *s)
+{
+	bus_log_close(s->log);
+	s->log = NULL;
+}
+
+static int gap(struct bus_sub *s, struct bus_event *ev, uint64_t to)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->seq = s->seq;
+	ev->lost = to - s->seq;
+	ev->pos_ = LOG_POS;
+	s->lapped++;
+	s->lost += ev->lost;
+	at_store_relaxed(&s->slot->lapped, s->lapped);
+	at_store_relaxed(&s->slot->lost, s->lost);
+	s->seq = to;
+	return -ENOBUFS;
+}
+
+/*
+ * Switch to the log at s->seq (or at the first event at or after ts_ns).
+ * What retention has removed is reported as a gap by the first read
+ * (pending_lost). Everything below flushed_seq is in the log files, and the
+ * producer never moves its tail past it, so log and ring together always
+ * hold every event from the log's first on.
+ */
+static int enter_log(struct bus_sub *s, uint64_t ts_ns)
+{
+	int fd, r;
+
+	if (!s->log) {
+		fd = fcntl(s->logfd, F_DUPFD_CLOEXEC, 0);
+		if (fd < 0)
+			return bus_err(errno, "topic '%s': cannot open its log: %s", s->name,
+				       strerror(errno));
+		r = log_open_fd(fd, s->name, &s->log);
+		if (r < 0)
+			return r;
+		s->log->live = 1;  /* the flusher appends and rolls as we read */
+	}
+	if (ts_ns) {
+		s->log_time = 1;
+		return bus_log_seek_time(s->log, ts_ns);
+	}
+	r = log_seek(s->log, s->seq);
+	if (r == -ERANGE) {
+		if (!s->log->nsegs) {  /* nothing on disk (yet): the ring has all */
+			leave_log(s);
+			return -ERANGE;
+		}
+		s->pending_lost = s->log->segs[0] - s->seq;
+		r = log_seek(s->log, s->log->segs[0]);
+	}
+	return r;
+}
+
+/* The next event in log mode; back to the ring once the log is read up to
+ * what the flusher has published. */
+static int log_next_ev(struct bus_sub *s, struct bus_event *ev)
+{
+	int r, tries;
+
+	if (s->pending_lost) {
+		uint64_t to = s->seq + s->pending_lost;
+
+		s->pending_lost = 0;
+		return gap(s, ev, to);
+	}
+	for (tries = 0; tries < 64; tries++) {
+		/* Pairs with busd's release store (F1): the files hold every
+		 * event below flushed_seq, complete. */
+		s->log->limit = at_load_acquire(&s->hdr->flushed_seq);
+		r = bus_log_next(s->log, ev);
+		if (r == 1) {
+			if (s->log_time) {  /* the first event at or after the time */
+				s->log_time = 0;
+				s->seq = ev->seq;
+			}
+			if (ev->seq != s->seq)
+				return bus_err(EBADMSG, "topic '%s': the log gave event %llu, expected "
+					       "%llu", s->name, (unsigned long long)ev->seq,
+					       (unsigned long long)s->seq);
+			s->seq++;
+			s->events++;
+			ev->pos_ = LOG_POS;  /* log bytes do not change: confirm() is 0 */
+			at_store_relaxed(&s->slot->seq, s->seq);
+			at_store_relaxed(&s->slot->events, s->events);
+			return 1;
+		}
+		if (r < 0)
+			return r;
+		if (s->log_time) {  /* nothing that recent in the log */
+			s->log_time = 0;
+			s->seq = s->log->next_seq;
+		}
+		/* Read up to what is flushed: the rest is in the ring. */
+		if (seek_seq(s, s->seq, s->name) == 0) {
+			leave_log(s);
+			s->head = s->pos;  /* peek() refills */
+			slot_publish(s);
+			r = peek(s, ev);
+			if (r == 1)
+				advance(s, ev);
+			if (r != SUB_TO_LOG)
+				return r;
+		}
+		/* flushed moved on meanwhile (or we were lapped again): more
+		 * from the log. */
+	}
+	return bus_err(EAGAIN, "topic '%s': could not rejoin the ring at event %llu", s->name,
+		       (unsigned long long)s->seq);
+}
+
 /* We were lapped (tail passed s->pos): jump to the oldest intact record and
- * report what was skipped. */
+ * report what was skipped — or, on a durable topic, continue from the log. */
 static int resync(struct bus_sub *s, struct bus_event *ev)
 {
+	if (s->logfd >= 0 && !s->gating && enter_log(s, 0) == 0)
+		return SUB_TO_LOG;
 	uint64_t pos, seq;
 
 	ring_oldest(&s->seg, &pos, &seq, &s->head);
@@ -466,11 +595,15 @@ BUS_EXPORT int bus_sub_next(struct bus_sub *s, struct bus_event *ev)
 {
 	int r;
 
+	if (unlikely(s->log))
+		return log_next_ev(s, ev);
 	/* The previous view is done with: tell the producer/tools. */
 	slot_publish(s);
 	r = peek(s, ev);
 	if (likely(r == 1))
 		advance(s, ev);
+	else if (r == SUB_TO_LOG)
+		r = log_next_ev(s, ev);
 	return r;
 }
 
@@ -496,9 +629,29 @@ BUS_EXPORT int bus_sub_read(struct bus_sub *s, void *buf, size_t size, struct bu
 {
 	int r;
 
+	if (unlikely(s->log)) {
+from_log:
+		r = log_next_ev(s, ev);
+		if (r != 1)
+			return r;
+		if (ev->len > size) {
+			/* Give it back: the next call reads it again. */
+			s->seq = ev->seq;
+			s->events--;
+			if (s->log)
+				log_seek(s->log, ev->seq);
+			return bus_err(EMSGSIZE, "event %llu has %u bytes, the buffer %zu",
+				       (unsigned long long)ev->seq, ev->len, size);
+		}
+		memcpy(buf, ev->data, ev->len);
+		ev->data = buf;
+		return 1;
+	}
 	slot_publish(s);
 	for (;;) {
 		r = peek(s, ev);
+		if (r == SUB_TO_LOG)
+			goto from_log;
 		if (r != 1)
 			return r;
 		if (ev->len > size)
@@ -522,6 +675,8 @@ BUS_EXPORT int bus_sub_read(struct bus_sub *s, void *buf, size_t size, struct bu
 
 static inline int sub_ready(struct bus_sub *s)
 {
+	if (s->log || s->pending_lost)
+		return 1;
 	return at_load_acquire(&s->hdr->head) > s->pos ||     /* C1 */
 	       at_load_acquire(&s->hdr->tail) > s->pos ||     /* lapped: report it */
 	       at_load_relaxed(&s->hdr->state) != SEG_STATE_LIVE;
