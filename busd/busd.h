@@ -65,7 +65,7 @@ struct conn {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	gid_t groups[64];       /* supplementary groups (SO_PEERGROUPS) */
+	gid_t *groups;          /* supplementary groups (SO_PEERGROUPS) */
 	int ngroups;
 	int hello;              /* HELLO done */
 	int sending;            /* a send is in flight (else a receive is) */
@@ -96,6 +96,7 @@ int cred_in_group(const struct conn *c, gid_t g);
 struct slot_owner {
 	struct conn *conn;      /* bound connection, or NULL */
 	uint32_t conn_gen;
+	pid_t pid;              /* the pid busd gave the slot to (0: none) */
 	int pidfd;              /* adopted (no connection yet): watched pid */
 	uint32_t watch;         /* its watch id (loop_watch_pidfd) */
 	int cursor;             /* index in the cursor table, -1 = anonymous */

@@ -273,6 +273,7 @@ static void conn_free(struct conn *c, int release)
 	conns[c->id] = NULL;
 	nconns--;
 	free(c->handles);
+	free(c->groups);
 	free(c->rx);
 	free(c->tx);
 	free(c);
@@ -314,9 +315,13 @@ static void conn_new(int fd)
 	c->pid = cr.pid;
 	c->uid = cr.uid;
 	c->gid = cr.gid;
-	len = sizeof(c->groups);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
-		c->ngroups = (int)(len / sizeof(gid_t));
+	/* Supplementary groups, however many: ask for the size first. */
+	len = 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, NULL, &len) < 0 && errno == ERANGE && len) {
+		c->groups = malloc(len);
+		if (c->groups && getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
+			c->ngroups = (int)(len / sizeof(gid_t));
+	}
 	conns[id] = c;
 	nconns++;
 	log_debug("connection from pid %d uid %u", (int)c->pid, (unsigned)c->uid);
@@ -629,8 +634,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			break;
 		c->inflight--;
 		if (res <= 0) {
-			if (res < 0 && res != -ECONNRESET)
-				log_debug("pid %d: receive: %s", (int)c->pid, strerror(-res));
+			log_debug("pid %d disconnected%s%s", (int)c->pid, res < 0 ? ": " : "",
+				  res < 0 ? strerror(-res) : "");
 			conn_free(c, 1); /* hangup: its leases and slots go with it */
 			break;
 		}
@@ -645,6 +650,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			close(c->tx_fds[i]);
 		c->tx_nfds = 0;
 		if (res < 0 || c->close_after_send) {
+			if (res < 0)
+				log_debug("pid %d: send failed: %s", (int)c->pid, strerror(-res));
 			conn_free(c, 1);
 			break;
 		}

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,6 +59,32 @@ static void topic_unref(struct topic *t);
 static int pidfd_open_(pid_t pid)
 {
 	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Has the process behind a pidfd exited? */
+static int pidfd_exited(int fd)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Watch a client whose connection is gone but whose process may still run
+ * (a broken connection: it reconnects and reclaims; or a killed one still
+ * exiting). 1 if it runs and is now watched, 0 if it has exited. */
+static int watch_pid(pid_t pid, int *fd, uint32_t *watch)
+{
+	int p = pidfd_open_(pid);
+
+	if (p < 0)
+		return 0;
+	if (pidfd_exited(p)) {
+		close(p);
+		return 0;
+	}
+	*fd = p;
+	*watch = loop_watch_pidfd(p);
+	return 1;
 }
 
 static void unwatch(int *fd, uint32_t *watch)
@@ -335,20 +362,41 @@ static void slot_release(struct topic *t, uint32_t i, int clear_owner)
 	unwatch(&so->pidfd, &so->watch);
 	so->conn = NULL;
 	so->cursor = -1;
-	if (clear_owner && !t->deleted) {
-		uint32_t owner = at_load_relaxed(&sl->owner);
+	if (clear_owner && !t->deleted && so->pid &&
+	    at_load_relaxed(&sl->owner) == (uint32_t)so->pid) {
+		uint32_t owner = (uint32_t)so->pid;
 		uint32_t flags = at_load_relaxed(&sl->flags);
 
 		/* The consumer is gone: stop gating for it, then free the slot.
-		 * Release, as bus_sub_close() does. A CAS, so that we never free
-		 * a slot someone else has claimed meanwhile. */
+		 * Release, as bus_sub_close() does. A CAS from the pid busd gave
+		 * the slot to, so that we never free a slot someone else (a
+		 * consumer that opened the segment directly) claimed since. */
 		at_store_release(&sl->flags, 0);
 		at_store_relaxed(&sl->group, 0);
-		if (owner)
-			at_cas(&sl->owner, &owner, 0);
+		at_store_relaxed(&sl->commit, 0);
+		at_cas(&sl->owner, &owner, 0);
 		if (flags & SLOT_GATING)
 			gate_kick(t);
 	}
+	so->pid = 0;
+}
+
+/* Does anyone hold the producer's kernel lock (flock) on the segment? */
+static int lock_held(struct topic *t)
+{
+	char file[PROTO_NAME_MAX + 64];
+	int fd, held = 1;
+
+	seg_file(file, sizeof(file), t->name, "");
+	fd = openat(cfg.shm_dirfd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 1;  /* cannot tell: assume held */
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+		held = 0;
+		flock(fd, LOCK_UN);
+	}
+	close(fd);
+	return held;
 }
 
 static void lease_release(struct topic *t)
@@ -360,27 +408,8 @@ static void lease_release(struct topic *t)
 	t->lease_pid = 0;
 	/* The producer is gone (its connection closed): clear its pid unless a
 	 * producer already came back (the flock says). */
-	if (!t->deleted && pid && at_load_relaxed(&t->seg.hdr->pub_pid) == pid) {
-		int fd = dup(t->seg.fd);
-
-		/* dup shares busd's own file description, which never holds
-		 * the producer lock, so this tests whether anyone holds it. */
-		if (fd >= 0) {
-			char p[64];
-			int probe;
-
-			snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
-			probe = open(p, O_RDONLY | O_CLOEXEC);
-			if (probe >= 0) {
-				if (flock(probe, LOCK_EX | LOCK_NB) == 0) {
-					at_store_relaxed(&t->seg.hdr->pub_pid, 0);
-					flock(probe, LOCK_UN);
-				}
-				close(probe);
-			}
-			close(fd);
-		}
-	}
+	if (!t->deleted && pid && at_load_relaxed(&t->seg.hdr->pub_pid) == pid && !lock_held(t))
+		at_store_relaxed(&t->seg.hdr->pub_pid, 0);
 }
 
 static int conn_add_handle(struct conn *c, struct topic *t, uint32_t slot)
@@ -432,15 +461,30 @@ void topics_conn_gone(struct conn *c)
 		struct topic *t = h->t;
 
 		if (h->slot == UINT32_MAX) {
-			if (t->lease == c) {
+			if (t->lease == c && !t->deleted &&
+				   watch_pid(c->pid, &t->lease_pidfd, &t->lease_watch)) {
+				/* Its connection broke but it runs: the lease stays
+				 * until it reclaims it or exits. */
+				t->lease = NULL;
+				log_debug("producer pid %d of '%s' lost its connection; watching it",
+					  (int)c->pid, t->name);
+			} else if (t->lease == c) {
 				log_info("producer pid %d of '%s' went away: lease released",
 					 (int)c->pid, t->name);
 				lease_release(t);
 			}
 		} else if (t->slots[h->slot].conn == c) {
-			log_debug("consumer pid %d of '%s' (slot %u) went away", (int)c->pid,
-				  t->name, h->slot);
-			slot_release(t, h->slot, 1);
+			struct slot_owner *so = &t->slots[h->slot];
+
+			if (!t->deleted && watch_pid(c->pid, &so->pidfd, &so->watch)) {
+				so->conn = NULL;
+				log_debug("consumer pid %d of '%s' (slot %u) lost its connection; "
+					  "watching it", (int)c->pid, t->name, h->slot);
+			} else {
+				log_debug("consumer pid %d of '%s' (slot %u) went away", (int)c->pid,
+					  t->name, h->slot);
+				slot_release(t, h->slot, 1);
+			}
 		}
 		topics_drop_handle(c, c->nhandles - 1);
 	}
@@ -569,6 +613,7 @@ static void topic_adopt_clients(struct topic *t)
 
 		if (!owner)
 			continue;
+		t->slots[s].pid = (pid_t)owner;
 		if (c && !strcmp(c->topic, t->name)) {
 			t->slots[s].cursor = (int)(c - cursors);
 			c->bound = t;
@@ -890,8 +935,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 		unlink(cp);
 		if (t)
 			topic_free(t);
-		return rep_err(r, ENOMEM, "topic '%s': cannot attach the new segment: %s", name,
-			       bus_errmsg());
+		return rep_err(r, t ? ENOMEM : -e, "topic '%s': cannot attach the new segment: %s",
+			       name, bus_errmsg());
 	}
 	if (o.flags & BUS_TOPIC_DURABLE) {
 		tc.ring_size = t->seg.g.ring_size;
@@ -991,9 +1036,14 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 				       "reclaim", name, (int)c->pid);
 		unwatch(&t->lease_pidfd, &t->lease_watch);
 	} else {
-		/* A holder that hung up (its EOF still queued) is released now. */
+		/* A holder that hung up (its EOF still queued) is handled now;
+		 * an adopted holder that exited, or no longer holds the kernel
+		 * lock (it closed while busd could not hear it), is released. */
 		if (t->lease && t->lease != c)
 			loop_conn_gone_now(t->lease);
+		if (!t->lease && t->lease_pidfd >= 0 &&
+		    (pidfd_exited(t->lease_pidfd) || !lock_held(t)))
+			lease_release(t);
 		if (t->lease || t->lease_pidfd >= 0)
 			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d)", name,
 				       t->lease ? (int)t->lease->pid : (int)t->lease_pid);
@@ -1104,8 +1154,15 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 
 			/* A consumer restarted after a kill: its predecessor's
 			 * hangup may still be queued. */
+			struct slot_owner *hs = &cur->bound->slots[cur->slot];
+
 			if (holder && holder != c && loop_conn_gone_now(holder))
 				cur = cursor_find(name, group);
+			if (cur && cur->bound && !hs->conn && hs->pidfd >= 0 &&
+			    pidfd_exited(hs->pidfd)) {
+				slot_release(cur->bound, cur->slot, 1);
+				cur = cursor_find(name, group);
+			}
 		}
 		if (cur && cur->bound) {
 			struct slot_owner *so = &cur->bound->slots[cur->slot];
@@ -1156,6 +1213,7 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 				       "(create it with a larger max_consumers)", name,
 				       t->seg.g.nslots);
 		}
+		t->slots[s].pid = c->pid;
 		/* Ours until the consumer takes over: it reads these after it
 		 * receives the reply (the socket orders them). */
 		at_store_relaxed(&t->seg.slots[s].group, cur ? cur->id + 1 : 0);
@@ -1207,10 +1265,10 @@ int op_close_sub(struct conn *c, const struct req_close_sub *q, struct reply *r)
 	if (i < 0)
 		return rep_err(r, ENOENT, "this connection holds no slot %u of '%s'", q->slot, name);
 	t = c->handles[i].t;
-	/* The consumer frees the slot itself after this reply; busd only
-	 * takes the committed position and forgets the reservation. */
+	/* busd frees the slot (the consumer leaves it to us, see
+	 * bus_sub_close), after taking the committed position from it. */
 	if (t->slots[q->slot].conn == c)
-		slot_release(t, q->slot, 0);
+		slot_release(t, q->slot, 1);
 	topics_drop_handle(c, (unsigned)i);
 	if (cursors_dirty)
 		topics_persist(0);

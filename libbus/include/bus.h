@@ -382,8 +382,11 @@ struct bus;
  */
 int bus_connect(const char *address, struct bus **bus);
 /* Close the connection. Producers and consumers still open through it keep
- * working on shared memory, but busd releases their lease and slots: close
- * them first. NULL is a no-op. */
+ * working on shared memory; busd keeps their lease and slots until they are
+ * closed or the process exits. A connection belongs to the process that
+ * made it: after fork(), the child gets -ECHILD from it and must connect
+ * itself (bus_disconnect() in the child only frees the copy). NULL is a
+ * no-op. */
 void bus_disconnect(struct bus *bus);
 /* The bus directory this connection serves. */
 const char *bus_address(const struct bus *bus);
@@ -391,8 +394,9 @@ const char *bus_address(const struct bus *bus);
 int bus_default_address(char *buf, size_t size);
 
 /* Create a topic (-EEXIST if it exists, -EINVAL naming the rule a name or
- * option breaks). opts as for bus_topic_create(); the topic is owned by the
- * caller's uid and gid, with opts->mode (default 0600). */
+ * option breaks). opts as for bus_topic_create(), mode default 0600. A busd
+ * running as root (a system bus) makes the caller's uid and gid the owner;
+ * a per-user busd owns what it creates (only its user can connect). */
 int bus_create(struct bus *bus, const char *topic, const struct bus_topic_opts *opts);
 /* Delete a topic (owner or root). Producers get -EPIPE on their next
  * publish; consumers read what remains, then get -EPIPE. */

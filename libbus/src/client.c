@@ -56,6 +56,7 @@ struct bus {
 	uint32_t next_id;
 	uint32_t busd_pid;
 	int stop_fd;                /* eventfd: tells the watcher to exit */
+	pid_t pid;                  /* the process that connected (fork check) */
 	pthread_t watcher;
 	int have_watcher;
 	struct bus_link *links;
@@ -121,7 +122,7 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 	uint32_t id = ++b->next_id;
 	ssize_t n;
 
-	*transport = 1;
+	*transport = 1;  /* until the send succeeds: the request never left */
 	if (nfds)
 		*nfds = 0;
 	h->magic = PROTO_MAGIC;
@@ -133,6 +134,7 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 		memcpy(b->tx + sizeof(*h), body, len);
 	if (send(b->fd, b->tx, sizeof(*h) + len, MSG_NOSIGNAL) < 0)
 		return bus_err(errno, "cannot send to busd at %s: %s", b->sock, strerror(errno));
+	*transport = 2;  /* from here on busd may have acted on it */
 	for (;;) {
 		n = recvmsg(b->fd, &m, MSG_CMSG_CLOEXEC);
 		if (n < 0 && errno == EINTR)
@@ -140,6 +142,15 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return bus_err(ETIMEDOUT, "busd at %s did not answer within %d s", b->sock,
 				       REPLY_TIMEOUT_S);
+		if (n < 0 && errno == ECONNRESET) {
+			/* On a UNIX socket this means the peer closed with our
+			 * request unread in its queue (a killed busd's socket is
+			 * released after the process, when its io_uring is torn
+			 * down): it never reached busd, so it may be sent again. */
+			*transport = 1;
+			return bus_err(ECONNRESET, "busd at %s went away before reading the request",
+				       b->sock);
+		}
 		if (n < 0)
 			return bus_err(errno, "cannot receive from busd at %s: %s", b->sock,
 				       strerror(errno));
@@ -190,7 +201,7 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 		       (size_t)n - sizeof(rh) < rep_size ? (size_t)n - sizeof(rh) : rep_size);
 	return 0;
 bad:
-	*transport = 1;
+	*transport = 2;
 	if (nfds)
 		for (; *nfds > 0; (*nfds)--)
 			close(fds[*nfds - 1]);
@@ -250,7 +261,7 @@ static int connect_locked(struct bus *b)
 	r = exchange(b, OP_HELLO, &q, sizeof(q), &rep, sizeof(rep), NULL, NULL, NULL, &transport);
 	if (r < 0) {
 		drop_fd(b);
-		if (r == -ECONNRESET)
+		if (r == -ECONNRESET || r == -EPIPE)
 			return bus_err(ECONNRESET, "busd at %s closed the connection before answering "
 				       "(it may serve its maximum of clients: busd --max-clients)",
 				       b->sock);
@@ -262,8 +273,17 @@ static int connect_locked(struct bus *b)
 	return 0;
 }
 
-/* A request with one retry on a fresh connection if the transport failed
- * (busd restarted between two requests). Lock held by the caller. */
+static int forked(const struct bus *b)
+{
+	if (getpid() == b->pid)
+		return 0;
+	return bus_err(ECHILD, "this bus connection belongs to pid %d; after fork(), call "
+		       "bus_connect() in the child", (int)b->pid);
+}
+
+/* A request, sent again on a fresh connection if it never reached busd
+ * (busd restarted since the last request). One that reached busd is not
+ * repeated: busd may have acted on it before it went away. Lock held. */
 static int call_locked(struct bus *b, uint16_t op, const void *body, size_t len, void *rep,
 		       size_t rep_size, size_t *got, int *fds, int *nfds)
 {
@@ -279,6 +299,9 @@ static int call_locked(struct bus *b, uint16_t op, const void *body, size_t len,
 		if (!transport)
 			return r;
 		drop_fd(b);
+		if (transport == 2)
+			return bus_err(ECONNRESET, "busd at %s went away while handling the "
+				       "request; it may or may not have been carried out", b->sock);
 	}
 	return r;
 }
@@ -288,6 +311,8 @@ static int call(struct bus *b, uint16_t op, const void *body, size_t len, void *
 {
 	int r;
 
+	if ((r = forked(b)) < 0)
+		return r;
 	pthread_mutex_lock(&b->lock);
 	r = call_locked(b, op, body, len, rep, rep_size, got, fds, nfds);
 	pthread_mutex_unlock(&b->lock);
@@ -375,6 +400,19 @@ BUS_EXPORT int bus_connect(const char *address, struct bus **out)
 		free(b);
 		return r;
 	}
+	/* Reconnects happen later, from another thread: a relative address
+	 * must not depend on the working directory then. */
+	if (b->dir[0] != '/') {
+		char cwd[4096], abs[sizeof(b->dir)];
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    snprintf(abs, sizeof(abs), "%s/%s", cwd, b->dir) >= (int)sizeof(abs)) {
+			free(b);
+			return bus_err(ENAMETOOLONG, "bus address %s: cannot make it absolute", b->dir);
+		}
+		strcpy(b->dir, abs);
+	}
+	b->pid = getpid();
 	snprintf(b->sock, sizeof(b->sock), "%s/" PROTO_SOCKET, b->dir);
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_mutex_lock(&b->lock);
@@ -415,6 +453,18 @@ BUS_EXPORT void bus_disconnect(struct bus *b)
 
 	if (!b)
 		return;
+	if (getpid() != b->pid) {
+		/* A child's copy: the socket, the eventfd and the watcher are
+		 * the parent's. Close our descriptors (no shutdown: that would
+		 * cut the parent's connection) and forget the rest. */
+		for (struct bus_link *l = b->links; l; l = l->next)
+			l->bus = NULL;
+		if (b->fd >= 0)
+			close(b->fd);
+		close(b->stop_fd);
+		free(b);
+		return;
+	}
 	if (b->have_watcher) {
 		if (write(b->stop_fd, &one, sizeof(one)) != sizeof(one))
 			abort(); /* an eventfd write of 1 cannot fail */
@@ -518,10 +568,13 @@ static void link_add(struct bus *b, struct bus_link *l)
 	b->links = l;
 }
 
-void client_release(struct bus_link *l)
+int client_release(struct bus_link *l)
 {
 	struct bus *b = l->bus;
+	int done = 0;
 
+	if (b && getpid() != b->pid)
+		b = NULL;  /* a forked child: the connection is the parent's */
 	if (b) {
 		pthread_mutex_lock(&b->lock);
 		if (l->prev)
@@ -555,10 +608,13 @@ void client_release(struct bus_link *l)
 			}
 			if (transport)
 				drop_fd(b);
+			else
+				done = 1;
 		}
 		pthread_mutex_unlock(&b->lock);
 	}
 	free(l);
+	return done;
 }
 
 BUS_EXPORT int bus_pub_attach(struct bus *b, const char *topic, struct bus_pub **out)
@@ -575,6 +631,10 @@ BUS_EXPORT int bus_pub_attach(struct bus *b, const char *topic, struct bus_pub *
 	memset(&q, 0, sizeof(q));
 	put_name(&q.topic, topic);
 	q.slot = PROTO_NEW_SLOT;
+	if ((r = forked(b)) < 0)
+		return r;
+	if ((r = forked(b)) < 0)
+		return r;
 	if (!(l = link_new(b, topic, NULL, 1)))
 		return bus_err(ENOMEM, "out of memory");
 	pthread_mutex_lock(&b->lock);
@@ -631,6 +691,10 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 	put_name(&q.group, o.group);
 	q.flags = o.flags;
 	q.slot = PROTO_NEW_SLOT;
+	if ((r = forked(b)) < 0)
+		return r;
+	if ((r = forked(b)) < 0)
+		return r;
 	if (!(l = link_new(b, topic, o.group, 0)))
 		return bus_err(ENOMEM, "out of memory");
 	pthread_mutex_lock(&b->lock);
@@ -697,6 +761,8 @@ BUS_EXPORT int bus_stat(struct bus *b, const char *topic, struct bus_topic_info 
 
 	if ((r = check_name(topic, "topic")) < 0)
 		return r;
+	if ((r = forked(b)) < 0)
+		return r;
 	memset(&q, 0, sizeof(q));
 	put_name(&q.topic, topic);
 	pthread_mutex_lock(&b->lock);
@@ -750,6 +816,8 @@ BUS_EXPORT int bus_list(struct bus *b, struct bus_topic_entry *out, unsigned n)
 	unsigned filled = 0, total = 0;
 	int r;
 
+	if ((r = forked(b)) < 0)
+		return r;
 	pthread_mutex_lock(&b->lock);
 	for (;;) {
 		const struct rep_list *rep = (const struct rep_list *)(b->rx + sizeof(struct proto_hdr));

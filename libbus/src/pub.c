@@ -203,7 +203,7 @@ BUS_EXPORT void bus_pub_close(struct bus_pub *p)
 	at_store_relaxed(&p->hdr->pub_pid, 0);
 	seg_detach(&p->seg); /* closing the fd releases the lease */
 	if (p->link)
-		client_release(p->link); /* ... and busd's */
+		client_release(p->link); /* ... and busd's (or busd notices) */
 	free(p);
 }
 

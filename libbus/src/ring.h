@@ -190,8 +190,10 @@ struct bus_link;
 int pub_open_fds(const char *name, int fd, int cfd, int64_t lock_wait_ns, struct bus_pub **out);
 int sub_open_fds(const char *name, int fd, int cfd, int logfd, uint32_t slot,
 		 const struct bus_sub_opts *o, int has_resume, uint64_t resume, struct bus_sub **out);
-/* client.c: tell busd a producer or consumer opened through it is closing. */
-void client_release(struct bus_link *link);
+/* client.c: tell busd a producer or consumer opened through it is closing;
+ * frees the link. 1 if busd took it (and freed the slot), 0 if busd could
+ * not be told (disconnected, busd away, a forked child). */
+int client_release(struct bus_link *link);
 
 /* Wake consumers sleeping on the topic (producer side, slow path). */
 void pub_wake(struct bus_pub *p);

@@ -238,6 +238,9 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 			    s->seg.g.nslots);
 		goto fail;
 	}
+	/* busd's named-cursor fields: not ours, and stale from a previous owner. */
+	at_store_relaxed(&s->slot->group, 0);
+	at_store_relaxed(&s->slot->commit, 0);
 	r = sub_start(s, name, &o, 0, 0);
 	if (r < 0)
 		goto fail_slot;
@@ -300,9 +303,7 @@ BUS_EXPORT void bus_sub_close(struct bus_sub *s)
 	/* A slot busd reserved is freed by busd (after it has taken the
 	 * committed position): were we to clear owner after busd's reply,
 	 * we could wipe out the claim of a consumer busd gave it to next. */
-	if (s->link)
-		client_release(s->link);
-	else
+	if (!s->link || !client_release(s->link))
 		at_store_release(&s->slot->owner, 0);
 	/* A producer asleep in gate_wait() may have been waiting for us. */
 	if (s->gating) {
