@@ -188,6 +188,7 @@ int op_close_pub(struct conn *c, const struct req_topic *q, struct reply *r);
 int op_close_sub(struct conn *c, const struct req_close_sub *q, struct reply *r);
 int op_list(struct conn *c, const struct req_list *q, struct reply *r, size_t room);
 int op_stat(struct conn *c, const struct req_topic *q, struct reply *r, size_t room);
+int op_open_log(struct conn *c, const struct req_topic *q, struct reply *r);
 
 /* loop.c: watch a pidfd (POLLIN when the process exits); the id comes back
  * in topics_pidfd_ready(). Ids are never reused, fd numbers are: matching by

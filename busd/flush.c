@@ -38,6 +38,7 @@
 #include "crc32c.h"
 #include "err.h"
 #include "log.h"
+#include "ring.h"
 #include "wait.h"
 
 #define SLEEP_BOUND_S     1

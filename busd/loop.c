@@ -355,6 +355,7 @@ static const size_t req_size[OP_MAX_] = {
 	[OP_CLOSE_SUB] = sizeof(struct req_close_sub),
 	[OP_LIST] = sizeof(struct req_list),
 	[OP_STAT] = sizeof(struct req_topic),
+	[OP_OPEN_LOG] = sizeof(struct req_topic),
 };
 
 /* Structural checks beyond the size: lengths in range, padding zero. */
@@ -378,6 +379,7 @@ static int well_formed(uint16_t op, const void *b)
 	}
 	case OP_DELETE:
 	case OP_CLOSE_PUB:
+	case OP_OPEN_LOG:
 	case OP_STAT: {
 		const struct req_topic *q = b;
 
@@ -579,6 +581,9 @@ static void handle_request(struct conn *c, size_t n)
 			break;
 		case OP_STAT:
 			op_stat(c, &q.topic, &r, room);
+			break;
+		case OP_OPEN_LOG:
+			op_open_log(c, &q.topic, &r);
 			break;
 		}
 	}

@@ -1376,3 +1376,26 @@ int op_stat(struct conn *c, const struct req_topic *q, struct reply *r, size_t r
 	r->len = sizeof(*rep) + n * sizeof(*pc);
 	return 0;
 }
+
+int op_open_log(struct conn *c, const struct req_topic *q, struct reply *r)
+{
+	char name[PROTO_NAME_MAX + 1];
+	struct topic *t;
+	int fd;
+
+	if (take_name(&q->topic, name, "topic", 0, r) < 0)
+		return r->status;
+	if (!(t = lookup(name, r)))
+		return r->status;
+	if (!may(c, t, 4))
+		return denied(r, t, "read");
+	if (!t->fl)
+		return rep_err(r, EINVAL, "topic '%s' is not durable: it has no log", name);
+	fd = flush_log_fd(t);
+	if (fd < 0)
+		return rep_err(r, errno, "topic '%s': cannot open its log directory: %s", name,
+			       strerror(errno));
+	r->fds[0] = fd;
+	r->nfds = 1;
+	return 0;
+}

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "log.h"
 #include "err.h"
 #include "proto.h"
 #include "ring.h"
@@ -846,4 +847,30 @@ BUS_EXPORT int bus_list(struct bus *b, struct bus_topic_entry *out, unsigned n)
 		return r;
 	bus_err_clear();
 	return (int)total;
+}
+
+BUS_EXPORT int bus_log_attach(struct bus *b, const char *topic, struct bus_log **out)
+{
+	struct req_topic q;
+	int fds[3], nfds = 0, r;
+
+	if (!out)
+		return bus_err(EINVAL, "bus_log_attach: no result pointer");
+	*out = NULL;
+	if ((r = check_name(topic, "topic")) < 0)
+		return r;
+	memset(&q, 0, sizeof(q));
+	put_name(&q.topic, topic);
+	r = call(b, OP_OPEN_LOG, &q, sizeof(q), NULL, 0, NULL, fds, &nfds);
+	if (r < 0)
+		return r;
+	if (nfds != 1) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return bus_err(EPROTO, "busd opened the log of '%s' without its descriptor", topic);
+	}
+	r = log_open_fd(fds[0], topic, out);
+	if (r == 0)
+		bus_err_clear();
+	return r;
 }

@@ -52,7 +52,8 @@ enum proto_op {
 	OP_CLOSE_SUB = 8,
 	OP_LIST      = 9,
 	OP_STAT      = 10,
-	OP_MAX_      = 11,
+	OP_OPEN_LOG  = 11, /* reply: 1 descriptor, the durable topic's log directory */
+	OP_MAX_      = 12,
 };
 
 struct proto_hdr {
@@ -83,7 +84,7 @@ struct rep_hello {
 	char bus_id[16];    /* hex; segment files are named bus-ID.TOPIC */
 };
 
-/* DELETE, STAT (first_slot), CLOSE_PUB. */
+/* DELETE, STAT (first_slot), CLOSE_PUB, OPEN_LOG. */
 struct req_topic {
 	struct proto_name topic;
 	uint16_t pad;

@@ -131,6 +131,7 @@ struct bus_sub {
 	int logfd;              /* durable topic: its log directory, else -1 */
 	struct bus_log *log;    /* reading from the log instead of the ring */
 	int log_time;           /* the log was positioned by time */
+	uint64_t from_ts;       /* BUS_FROM_TIME */
 	uint64_t pending_lost;  /* a gap to report before the next event */
 	char name[PROTO_NAME_MAX_ + 1];
 	struct bus_link *link;  /* opened through busd (client.c), else NULL */

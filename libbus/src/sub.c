@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -110,6 +111,53 @@ static void slot_publish(struct bus_sub *s);
 /* A named cursor resumes at `resume`. What the ring no longer holds is
  * reported as a gap: a position below the tail makes the first next() see
  * a lap and resync() count the lost events from s->seq on. */
+enum { LOG_AT_SEQ, LOG_AT_SEQ_STRICT, LOG_AT_OLDEST, LOG_AT_TIME };
+static int enter_log(struct bus_sub *s, int how);
+
+/* The first record with a timestamp >= ts, walking the ring from its
+ * oldest (each header confirmed by the tail check after the walk). */
+static int seek_time_ring(struct bus_sub *s, uint64_t ts)
+{
+	for (int tries = 0; tries < 64; tries++) {
+		uint64_t t, tseq, h, q, seq;
+		int ok = 1;
+
+		ring_oldest(&s->seg, &t, &tseq, &h);
+		q = t;
+		seq = tseq;
+		while (q < h) {
+			const struct rec_hdr *rh = ring_rec(s->ring, s->mask, q);
+			uint32_t len = rh->len;
+			uint64_t rseq = rh->seq, rts = rh->ts_ns;
+
+			if (len > s->max_event || rseq != seq || q + rec_size(len) > h) {
+				ok = 0;
+				break;
+			}
+			if (rts >= ts)
+				break;
+			q += rec_size(len);
+			seq++;
+		}
+		at_fence_acquire();  /* C2 for every header read above */
+		if (at_load_relaxed(&s->hdr->tail) > t)
+			continue;    /* lapped during the walk */
+		if (!ok)
+			return bus_err(EPROTO, "topic '%s' is corrupt near position %llu", s->name,
+				       (unsigned long long)q);
+		s->pos = q;
+		s->seq = seq;
+		return 0;
+	}
+	return bus_err(EAGAIN, "topic '%s': the producer overwrites the ring faster than a "
+		       "time can be found in it", s->name);
+}
+
+static int durable(const struct bus_sub *s)
+{
+	return s->logfd >= 0 && (s->seg.g.flags & BUS_TOPIC_DURABLE) && !s->gating;
+}
+
 static void seek_resume(struct bus_sub *s, uint64_t resume, const char *name)
 {
 	uint64_t head, pos, seq;
@@ -117,6 +165,11 @@ static void seek_resume(struct bus_sub *s, uint64_t resume, const char *name)
 	if (seek_seq(s, resume, name) == 0)
 		return;
 	ring_oldest(&s->seg, &pos, &seq, &head);
+	if (resume < seq && durable(s)) {
+		s->seq = resume;  /* from the log; what retention removed is a gap */
+		if (enter_log(s, LOG_AT_SEQ) == 0)
+			return;
+	}
 	if (resume < seq && at_load_acquire(&s->hdr->tail) > 0) {
 		s->pos = 0;
 		s->seq = resume;
@@ -141,6 +194,8 @@ static int sub_start(struct bus_sub *s, const char *name, const struct bus_sub_o
 	s->mask = s->seg.mask;
 	s->max_event = s->seg.g.max_event;
 	s->spin_ns = DEFAULT_SPIN_NS;
+	s->gating = !!(o->flags & BUS_SUB_GATING);
+	snprintf(s->name, sizeof(s->name), "%s", name);
 	/* A dead previous owner may have left SLOT_GATING behind. */
 	at_store_release(&s->slot->flags, 0);
 
@@ -150,6 +205,16 @@ static int sub_start(struct bus_sub *s, const char *name, const struct bus_sub_o
 		switch (o->from) {
 		case BUS_FROM_OLDEST:
 			ring_oldest(&s->seg, &s->pos, &s->seq, &head);
+			if (durable(s))  /* the oldest is in the log, if it holds any */
+				enter_log(s, LOG_AT_OLDEST);
+			break;
+		case BUS_FROM_TIME:
+			s->from_ts = o->ts_ns;
+			if (durable(s) && enter_log(s, LOG_AT_TIME) == 0)
+				break;
+			r = seek_time_ring(s, o->ts_ns);
+			if (r < 0)
+				return r;
 			break;
 		case BUS_FROM_NEWEST:
 		case BUS_FROM_END:
@@ -162,13 +227,19 @@ static int sub_start(struct bus_sub *s, const char *name, const struct bus_sub_o
 			break;
 		case BUS_FROM_SEQ:
 			r = seek_seq(s, o->seq, name);
+			if (r == -ERANGE && durable(s)) {
+				ring_oldest(&s->seg, &pos, &seq, &head);
+				if (o->seq < seq) {
+					s->seq = o->seq;
+					r = enter_log(s, LOG_AT_SEQ_STRICT);
+				}
+			}
 			if (r < 0)
 				return r;
 			break;
 		}
 	}
 
-	s->gating = !!(o->flags & BUS_SUB_GATING);
 	s->asym = s->gating && membarrier_register();
 	at_store_relaxed(&s->slot->events, 0);
 	at_store_relaxed(&s->slot->lapped, 0);
@@ -190,7 +261,7 @@ static int sub_start(struct bus_sub *s, const char *name, const struct bus_sub_o
 
 static int check_opts(const struct bus_sub_opts *o, const char *fn)
 {
-	if ((unsigned)o->from > BUS_FROM_SEQ)
+	if ((unsigned)o->from > BUS_FROM_TIME)
 		return bus_err(EINVAL, "%s: unknown start position %d", fn, (int)o->from);
 	if (o->flags & ~BUS_SUB_GATING)
 		return bus_err(EINVAL, "%s: unknown flags 0x%x", fn, o->flags);
@@ -226,6 +297,7 @@ BUS_EXPORT int bus_sub_open(const char *name, const struct bus_sub_opts *opts,
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return bus_err(ENOMEM, "out of memory");
+	s->logfd = -1;
 	r = seg_attach(name, SEG_CONSUMER, &s->seg);
 	if (r < 0)
 		goto fail;
@@ -256,8 +328,8 @@ fail:
 	return r;
 }
 
-int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct bus_sub_opts *o,
-		 int has_resume, uint64_t resume, struct bus_sub **out)
+int sub_open_fds(const char *name, int fd, int cfd, int logfd, uint32_t slot,
+		 const struct bus_sub_opts *o, int has_resume, uint64_t resume, struct bus_sub **out)
 {
 	struct bus_sub *s = calloc(1, sizeof(*s));
 	int r;
@@ -266,8 +338,11 @@ int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct 
 	if (!s) {
 		close(fd);
 		close(cfd);
+		if (logfd >= 0)
+			close(logfd);
 		return bus_err(ENOMEM, "out of memory");
 	}
+	s->logfd = logfd;
 	r = seg_attach_fds(fd, cfd, name, SEG_CONSUMER, &s->seg);
 	if (r < 0)
 		goto fail;
@@ -288,6 +363,10 @@ int sub_open_fds(const char *name, int fd, int cfd, uint32_t slot, const struct 
 	*out = s;
 	return 0;
 fail:
+	if (s->log)
+		bus_log_close(s->log);
+	if (s->logfd >= 0)
+		close(s->logfd);
 	seg_detach(&s->seg);
 	free(s);
 	return r;
@@ -310,6 +389,10 @@ BUS_EXPORT void bus_sub_close(struct bus_sub *s)
 		at_fetch_add(&s->chdr->gate_gen, 1);
 		futex_wake_all(&s->chdr->gate_gen);
 	}
+	if (s->log)
+		bus_log_close(s->log);
+	if (s->logfd >= 0)
+		close(s->logfd);
 	seg_detach(&s->seg);
 	free(s);
 }
@@ -404,7 +487,7 @@ static int gap(struct bus_sub *s, struct bus_event *ev, uint64_t to)
  * producer never moves its tail past it, so log and ring together always
  * hold every event from the log's first on.
  */
-static int enter_log(struct bus_sub *s, uint64_t ts_ns)
+static int enter_log(struct bus_sub *s, int how)
 {
 	int fd, r;
 
@@ -418,19 +501,35 @@ static int enter_log(struct bus_sub *s, uint64_t ts_ns)
 			return r;
 		s->log->live = 1;  /* the flusher appends and rolls as we read */
 	}
-	if (ts_ns) {
+	if (!s->log->nsegs) {  /* nothing on disk (yet): the ring has all */
+		leave_log(s);
+		return how == LOG_AT_SEQ_STRICT ? bus_err(ERANGE, "topic '%s': sequence %llu "
+			"is older than the ring and the log is empty", s->name,
+			(unsigned long long)s->seq) : -ERANGE;
+	}
+	switch (how) {
+	case LOG_AT_TIME:
 		s->log_time = 1;
-		return bus_log_seek_time(s->log, ts_ns);
-	}
-	r = log_seek(s->log, s->seq);
-	if (r == -ERANGE) {
-		if (!s->log->nsegs) {  /* nothing on disk (yet): the ring has all */
+		r = bus_log_seek_time(s->log, s->from_ts);
+		break;
+	case LOG_AT_OLDEST:
+		if (s->log->segs[0] >= s->seq) {  /* the ring reaches further back */
 			leave_log(s);
-			return -ERANGE;
+			return 0;
 		}
-		s->pending_lost = s->log->segs[0] - s->seq;
-		r = log_seek(s->log, s->log->segs[0]);
+		s->seq = s->log->segs[0];
+		r = log_seek(s->log, s->seq);
+		break;
+	default:
+		r = log_seek(s->log, s->seq);
+		if (r == -ERANGE && how == LOG_AT_SEQ) {
+			/* Retention removed it: a gap, reported by the first read. */
+			s->pending_lost = s->log->segs[0] - s->seq;
+			r = log_seek(s->log, s->log->segs[0]);
+		}
 	}
+	if (r < 0)
+		leave_log(s);
 	return r;
 }
 
@@ -469,12 +568,11 @@ static int log_next_ev(struct bus_sub *s, struct bus_event *ev)
 		}
 		if (r < 0)
 			return r;
-		if (s->log_time) {  /* nothing that recent in the log */
+		/* Read up to what is flushed: the rest is in the ring (in time
+		 * mode nothing in the log was recent enough: find it there). */
+		if (s->log_time ? seek_time_ring(s, s->from_ts) == 0 :
+				  seek_seq(s, s->seq, s->name) == 0) {
 			s->log_time = 0;
-			s->seq = s->log->next_seq;
-		}
-		/* Read up to what is flushed: the rest is in the ring. */
-		if (seek_seq(s, s->seq, s->name) == 0) {
 			leave_log(s);
 			s->head = s->pos;  /* peek() refills */
 			slot_publish(s);
@@ -495,7 +593,7 @@ static int log_next_ev(struct bus_sub *s, struct bus_event *ev)
  * report what was skipped — or, on a durable topic, continue from the log. */
 static int resync(struct bus_sub *s, struct bus_event *ev)
 {
-	if (s->logfd >= 0 && !s->gating && enter_log(s, 0) == 0)
+	if (durable(s) && enter_log(s, LOG_AT_SEQ) == 0)
 		return SUB_TO_LOG;
 	uint64_t pos, seq;
 
