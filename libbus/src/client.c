@@ -231,6 +231,22 @@ static void reclaim_all(struct bus *b)
 	}
 }
 
+/* Is busd.lock held, i.e. is a busd serving this bus? (1 when unsure.) */
+static int lock_held(const struct bus *b)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	char path[sizeof(b->dir) + 16];
+	int fd, r;
+
+	snprintf(path, sizeof(path), "%s/" PROTO_LOCK, b->dir);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : 1;
+	r = fcntl(fd, F_OFD_GETLK, &fl);
+	close(fd);
+	return r < 0 || fl.l_type != F_UNLCK;
+}
+
 /* Connect and say HELLO. Called with the lock held. */
 static int connect_locked(struct bus *b)
 {
@@ -262,6 +278,12 @@ static int connect_locked(struct bus *b)
 	r = exchange(b, OP_HELLO, &q, sizeof(q), &rep, sizeof(rep), NULL, NULL, NULL, &transport);
 	if (r < 0) {
 		drop_fd(b);
+		if ((r == -ECONNRESET || r == -EPIPE) && !lock_held(b))
+			/* A busd that just died: its io_uring holds the listening
+			 * socket for a few ms more, so connect() succeeded. */
+			return bus_err(ECONNREFUSED, "no busd is running for the bus %s (it has just "
+				       "exited); start one with 'busd --bus %s' (or 'make run' for "
+				       "the per-user bus)", b->dir, b->dir);
 		if (r == -ECONNRESET || r == -EPIPE)
 			return bus_err(ECONNRESET, "busd at %s closed the connection before answering "
 				       "(it may serve its maximum of clients: busd --max-clients)",
@@ -408,8 +430,9 @@ BUS_EXPORT int bus_connect(const char *address, struct bus **out)
 
 		if (!getcwd(cwd, sizeof(cwd)) ||
 		    snprintf(abs, sizeof(abs), "%s/%s", cwd, b->dir) >= (int)sizeof(abs)) {
+			r = bus_err(ENAMETOOLONG, "bus address %s: cannot make it absolute", b->dir);
 			free(b);
-			return bus_err(ENAMETOOLONG, "bus address %s: cannot make it absolute", b->dir);
+			return r;
 		}
 		strcpy(b->dir, abs);
 	}
