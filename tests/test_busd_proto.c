@@ -309,6 +309,7 @@ static size_t body_size(uint16_t op)
 	case OP_CLOSE_SUB: return sizeof(struct req_close_sub);
 	case OP_LIST: return sizeof(struct req_list);
 	case OP_STAT: return sizeof(struct req_topic);
+	case OP_OPEN_LOG: return sizeof(struct req_topic);
 	}
 	return 0;
 }
@@ -337,6 +338,7 @@ static void valid_body(uint16_t op, void *b)
 	case OP_DELETE:
 	case OP_CLOSE_PUB:
 	case OP_STAT:
+	case OP_OPEN_LOG:
 		set_name(&((struct req_topic *)b)->topic, "t", 1);
 		break;
 	case OP_OPEN_PUB:
@@ -594,6 +596,7 @@ static const struct name_field {
 	{ OP_CLOSE_PUB, offsetof(struct req_topic, topic), "topic" },
 	{ OP_CLOSE_SUB, offsetof(struct req_close_sub, topic), "topic" },
 	{ OP_STAT, offsetof(struct req_topic, topic), "topic" },
+	{ OP_OPEN_LOG, offsetof(struct req_topic, topic), "topic" },
 };
 #define N_NAME_FIELDS (sizeof(name_fields) / sizeof(name_fields[0]))
 
@@ -731,6 +734,7 @@ static int model_well_formed(uint16_t op, const void *b)
 	}
 	case OP_DELETE:
 	case OP_CLOSE_PUB:
+	case OP_OPEN_LOG:
 	case OP_STAT: {
 		const struct req_topic *q = b;
 
@@ -1429,11 +1433,17 @@ Test(busd_proto, bad_names_get_einval_and_the_connection_stays_usable)
 	set_name(&((struct req_topic *)body)->topic, "nothere", 7);
 	semantic(fd, &id, OP_STAT, body, ENOENT, "no topic 'nothere'", NULL);
 	valid_body(OP_CREATE, body);
-	((struct req_create *)body)->durable = 1;
-	semantic(fd, &id, OP_CREATE, body, EOPNOTSUPP, "durable", NULL);
+	((struct req_create *)body)->fsync = 1;  /* durability settings, not durable */
+	semantic(fd, &id, OP_CREATE, body, EINVAL, "need a durable topic", NULL);
 	valid_body(OP_CREATE, body);
 	((struct req_create *)body)->dur[7] = 1;
-	semantic(fd, &id, OP_CREATE, body, EOPNOTSUPP, "durable", NULL);
+	semantic(fd, &id, OP_CREATE, body, EINVAL, "unknown flags or settings", NULL);
+	valid_body(OP_CREATE, body);
+	((struct req_create *)body)->flags = BUS_TOPIC_DURABLE;
+	((struct req_create *)body)->fsync = 9;
+	semantic(fd, &id, OP_CREATE, body, EINVAL, "fsync policy 9", NULL);
+	valid_body(OP_OPEN_LOG, body);
+	semantic(fd, &id, OP_OPEN_LOG, body, ENOENT, "no topic 't'", NULL);
 	valid_body(OP_CREATE, body);
 	((struct req_create *)body)->ring_size = 1000; /* not a power of two */
 	semantic(fd, &id, OP_CREATE, body, EINVAL, "topic 't'", NULL);
