@@ -1301,6 +1301,10 @@ static void fill_topic(struct proto_topic *p, struct topic *t)
 	p->producer_waits = ti.producer_waits;
 	p->wakeups = ti.wakeups;
 	p->max_lag = ti.max_lag;
+	p->degraded = ti.degraded;
+	p->flushed_seq = ti.flushed_seq;
+	p->durable_seq = ti.durable_seq;
+	p->flush_errors = ti.flush_errors;
 }
 
 int op_list(struct conn *c, const struct req_list *q, struct reply *r, size_t room)

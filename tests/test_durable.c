@@ -104,6 +104,16 @@ Test(durable, the_log_survives_busd_and_reads_offline)
 	cr_assert_eq(bus_pub_attach(b, "k", &p), 0, "%s", bus_errmsg());
 	publish_n(p, seed, 1, n);
 	cr_assert_eq(bus_pub_sync(p, n, 5000000000ll), 0, "%s", bus_errmsg());
+	{
+		struct bus_topic_info ti;
+
+		cr_assert_eq(bus_stat(b, "k", &ti, NULL, 0), 0, "%s", bus_errmsg());
+		cr_assert_eq(ti.flags & BUS_TOPIC_DURABLE, BUS_TOPIC_DURABLE);
+		cr_assert_eq(ti.durable_seq, n + 1, "fsync always: everything synced is durable");
+		cr_assert_eq(ti.flushed_seq, n + 1);
+		cr_assert_eq(ti.degraded, 0);
+		cr_assert_eq(ti.flush_errors, 0);
+	}
 	bus_pub_close(p);
 	bus_disconnect(b);
 	cr_assert_eq(t_busd_stop(&d), 0);

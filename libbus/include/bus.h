@@ -130,7 +130,11 @@ struct bus_topic_info {
 	uint32_t mode;           /* permission bits (from busd: the topic's) */
 	uint32_t uid;            /* owner */
 	uint32_t gid;            /* group */
-	uint32_t reserved;
+	/* Durable topics (BUS_TOPIC_DURABLE): */
+	uint32_t degraded;       /* 1 while busd's log writes fail (disk full, EIO) */
+	uint64_t flushed_seq;    /* events below it are in the log files */
+	uint64_t durable_seq;    /* events below it are durable (fsync policy) */
+	uint64_t flush_errors;   /* failed log writes */
 };
 
 struct bus_consumer_info {

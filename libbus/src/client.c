@@ -773,6 +773,10 @@ static void from_wire(struct bus_topic_info *ti, const struct proto_topic *p)
 	ti->mode = p->mode;
 	ti->uid = p->uid;
 	ti->gid = p->gid;
+	ti->degraded = p->degraded;
+	ti->flushed_seq = p->flushed_seq;
+	ti->durable_seq = p->durable_seq;
+	ti->flush_errors = p->flush_errors;
 }
 
 BUS_EXPORT int bus_stat(struct bus *b, const char *topic, struct bus_topic_info *info,

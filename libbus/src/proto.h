@@ -158,6 +158,11 @@ struct proto_topic {
 	uint64_t producer_waits;
 	uint64_t wakeups;
 	uint64_t max_lag;
+	uint32_t degraded;        /* durable: log writes failing */
+	uint32_t reserved;
+	uint64_t flushed_seq;
+	uint64_t durable_seq;
+	uint64_t flush_errors;
 };
 
 #define PROTO_LIST_MAX ((PROTO_MSG_MAX - 64) / sizeof(struct proto_topic))

@@ -48,6 +48,12 @@ int topic_stat_seg(const struct seg *s, struct bus_topic_info *ti,
 	ti->producer_waits = at_load_relaxed(&h->waits);
 	ti->wakeups = at_load_relaxed(&h->wakeups);
 	ti->deleted = at_load_relaxed(&h->state) != SEG_STATE_LIVE;
+	if (s->g.flags & BUS_TOPIC_DURABLE) {
+		ti->degraded = at_load_relaxed(&h->flush_state) == FLUSH_DEGRADED;
+		ti->flushed_seq = at_load_relaxed(&h->flushed_seq);
+		ti->durable_seq = at_load_relaxed(&h->durable_seq);
+		ti->flush_errors = at_load_relaxed(&h->flush_errors);
+	}
 	ring_oldest(s, &pos, &ti->oldest_seq, &head);
 	ti->next_seq = ring_newest(s, &pos, &seq, &size) ? seq + 1 : ti->oldest_seq;
 	ti->events = ti->next_seq - s->g.first_seq;
