@@ -46,15 +46,25 @@ BUSD_OBJ := $(BUSD_SRC:%.c=$(B)/%.o)
 BUSD     := $(B)/bin/busd
 LDLIBS_URING := $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(B)/%.o)
+BUSCLI   := $(B)/bin/bus
+
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TEST_LIB := $(wildcard tests/t_*.c)
 
 .PHONY: all lib test check asan tsan bench install uninstall clean deps run
-all: lib $(BUSD)
+all: lib $(BUSD) $(BUSCLI)
 lib: $(B)/libbus.a $(SO_REAL)
 
 $(B)/busd/%.o: CPPFLAGS += -Ibusd
+$(B)/tools/%.o: CPPFLAGS += -Itools
+$(BUSCLI): $(TOOL_OBJ) $(B)/libbus.a
+	$(if $(Q),@echo "  LD      $@")
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(B)/libbus.a -lpthread
+
 $(BUSD): $(BUSD_OBJ) $(B)/libbus.a
 	$(if $(Q),@echo "  LD      $@")
 	@mkdir -p $(dir $@)
@@ -111,7 +121,7 @@ test check: deps
 	$(Q)sh mk/run-tests.sh $(B) $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN)
 
 .PHONY: tests-build
-tests-build: lib $(BUSD) $(TEST_BIN)
+tests-build: lib $(BUSD) $(BUSCLI) $(TEST_BIN)
 
 asan: deps
 	$(Q)$(MAKE) --no-print-directory B=build-asan OPT=-O1 \
@@ -140,6 +150,7 @@ install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man3 \
 	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(BUSD) $(DESTDIR)$(BINDIR)/busd
+	install -m 0755 $(BUSCLI) $(DESTDIR)$(BINDIR)/bus
 	install -m 0644 docs/man/busd.8 $(DESTDIR)$(MANDIR)/man8/busd.8
 	install -m 0644 libbus/include/bus.h $(DESTDIR)$(INCDIR)/bus.h
 	install -m 0644 $(B)/libbus.a $(DESTDIR)$(LIBDIR)/libbus.a
@@ -155,10 +166,10 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/bus.h $(DESTDIR)$(LIBDIR)/libbus.a \
 	      $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	      $(DESTDIR)$(LIBDIR)/libbus.so $(DESTDIR)$(PKGDIR)/libbus.pc \
-	      $(DESTDIR)$(MANDIR)/man3/libbus.3 $(DESTDIR)$(BINDIR)/busd \
+	      $(DESTDIR)$(MANDIR)/man3/libbus.3 $(DESTDIR)$(BINDIR)/busd $(DESTDIR)$(BINDIR)/bus \
 	      $(DESTDIR)$(MANDIR)/man8/busd.8
 
 clean:
 	rm -rf build build-asan build-tsan
 
--include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d) $(BUSD_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d) $(BUSD_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

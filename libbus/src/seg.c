@@ -373,7 +373,8 @@ static struct tsan_alias {
 } aliases[64];
 /* Held across a whole attach, so that two threads attaching the same segment
  * at once cannot both miss the registry and map it twice. */
-static pthread_mutex_t alias_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Recursive: a failed attach detaches (and releases its alias) under it. */
+static pthread_mutex_t alias_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 
 /* Reuse the process's mapping of this segment if there is one. */
 static int alias_find(struct seg *s)
