@@ -8,9 +8,11 @@ cat <<MSG
 busd: serving the per-user bus in $bus (socket $bus/busd.sock)
       logs here and in ${XDG_STATE_HOME:-$HOME/.local/state}/bus/busd.log; Ctrl-C stops it.
 
-Try, from another shell:
-  make test                               # the test suite, against private buses
-  cc -Ilibbus/include app.c $build/libbus.a -lpthread   # a program: see README.md, "Running a bus"
-  BUS_ADDRESS=$bus ./app                  # (bus_connect(NULL, ...) finds this bus by default)
+Try, from another shell (the tool finds this bus by itself):
+  $build/bin/bus create demo --durable          # a topic with a log on disk
+  seq 1 1000 | $build/bin/bus pub demo          # publish 1000 events
+  $build/bin/bus tail demo --from earliest -f   # read them, then wait for more
+  $build/bin/bus ls                             # what is on the bus
+  $build/bin/bus top                            # watch it live (q quits)
 MSG
 exec "$busd" --bus "$bus"
