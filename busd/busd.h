@@ -144,6 +144,7 @@ struct flusher {
 	int closing;                /* deleted: free when the op in flight ends */
 	int final;                  /* shutdown: synchronous writes only */
 	uint64_t retry_at;
+	uint64_t last_retain;       /* monotonic ns of the last retention pass */
 };
 
 struct topic {

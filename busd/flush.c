@@ -656,7 +656,15 @@ void flush_timer_done(struct flusher *f)
 
 void flush_futex_done(struct flusher *f, int res)
 {
+	uint64_t now = mono();
+
 	f->futex_armed = 0;
+	/* A quiet topic rolls no segment, so age-based retention also runs
+	 * here: the sleep is bounded (1 s), checks are at most a minute apart. */
+	if (f->conf.d.retain_age_ns && now - f->last_retain >= 60000000000ull) {
+		f->last_retain = now;
+		retain(f);
+	}
 	if (res == -EINVAL && !no_futex) {
 		log_notice("this kernel's io_uring has no FUTEX_WAIT (Linux 6.7+): durable topics "
 			   "are polled every 10 ms instead");
