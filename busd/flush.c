@@ -910,6 +910,8 @@ static int open_last_segment(struct flusher *f, uint64_t *next)
  * seq) up to head. 0 and *out, or -1. */
 static int ring_find(const struct seg *s, uint64_t pos, uint64_t seq, uint64_t want, uint64_t *out)
 {
+	/* C1: pairs with the producer's P1; the records before head are
+	 * written. Each one's sequence number is checked on the way. */
 	uint64_t head = at_load_acquire(&s->hdr->head);
 
 	while (seq < want && pos < head) {
@@ -930,7 +932,7 @@ int flush_open(struct topic *t, int adopted)
 {
 	struct flusher *f = fl_alloc(t);
 	struct seg_hdr *h = t->seg.hdr;
-	uint64_t next = 0, fseq, fpos, tseq, tpos;
+	uint64_t next = 0, fseq, fpos, tseq, tpos, head;
 	int r;
 
 	(void)adopted;
@@ -957,10 +959,12 @@ int flush_open(struct topic *t, int adopted)
 		log_notice("'%s': no topic.conf in its log directory; wrote one with defaults",
 			   t->name);
 	}
+	/* The previous busd's positions (it stored them, F1); nobody else
+	 * writes them, so these loads only need to see its last stores. */
 	fseq = at_load_acquire(&h->flushed_seq);
 	fpos = at_load_acquire(&h->flushed);
-	tseq = at_load_acquire(&h->tail_seq);
-	tpos = at_load_acquire(&h->tail);
+	/* The oldest record, with T2's pairing done right (ring.c). */
+	ring_oldest(&t->seg, &tpos, &tseq, &head);
 	if (!fseq) {  /* never flushed: the ring starts where the log must */
 		fseq = t->seg.g.first_seq;
 		fpos = 0;
@@ -1046,7 +1050,7 @@ static void flush_final(struct flusher *f)
 
 	f->final = 1;
 	while (!f->busy && !f->broken) {
-		uint64_t head = at_load_acquire(&t->seg.hdr->head);
+		uint64_t head = at_load_acquire(&t->seg.hdr->head);  /* C1, as in kick */
 		ssize_t n;
 
 		if (head <= f->pos || build_chunk(f, head) <= 0)

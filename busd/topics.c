@@ -1223,6 +1223,8 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 		if (fd >= 0) {
 			close(fd);
 			close(cfd);
+			/* Give back the slot we reserved; release, as
+			 * bus_sub_close() does (we wrote group and commit). */
 			at_store_release(&t->seg.slots[s].owner, 0);
 		}
 		return rep_err(r, ENOMEM, "out of memory");

@@ -702,7 +702,7 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 	*out = NULL;
 	if (opts)
 		o = *opts;
-	if ((unsigned)o.from > BUS_FROM_SEQ)
+	if ((unsigned)o.from > BUS_FROM_TIME)
 		return bus_err(EINVAL, "bus_sub_attach: unknown start position %d", (int)o.from);
 	if (o.flags & ~BUS_SUB_GATING)
 		return bus_err(EINVAL, "bus_sub_attach: unknown flags 0x%x", o.flags);
