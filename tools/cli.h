@@ -52,6 +52,9 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));      /* u
  * returns NULL (the caller exits 1). */
 struct bus *cli_connect(void);
 
+/* A topic name that breaks the rule: prints it, returns -EINVAL (exit 2). */
+int check_topic(const char *name);
+
 /* Strict parsers: 0 or -EINVAL after printing which flag and what is
  * accepted. */
 int parse_size(const char *flag, const char *s, uint64_t *out);      /* 64K 16M 1G, bytes */

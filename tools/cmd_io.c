@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "proto.h"
 
 
 /* ---- pub ------------------------------------------------------------------ */
@@ -80,6 +81,8 @@ static int cmd_pub(int argc, char **argv)
 	if (optind >= argc)
 		return usage_error("which topic?");
 	topic = argv[optind++];
+	if (check_topic(topic) < 0)
+		return EXIT_USAGE;
 	if (raw && optind < argc)
 		return usage_error("--raw reads standard input; drop the messages or --raw");
 	if (!(b = cli_connect()))
@@ -210,6 +213,10 @@ static int cmd_tail(int argc, char **argv)
 	if (follow && stop_at_end)
 		return usage_error("-f follows for ever, -e stops at the end: pick one");
 	topic = argv[optind];
+	if (check_topic(topic) < 0)
+		return EXIT_USAGE;
+	if (o.group && proto_name_check(o.group, (uint32_t)strnlen(o.group, 200), "cursor") < 0)
+		return usage_error("--group: %s", bus_errmsg());
 	if (cli.json)
 		fmt = FMT_JSON;
 	if (!(b = cli_connect()))

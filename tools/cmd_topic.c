@@ -155,6 +155,8 @@ static int cmd_info(int argc, char **argv)
 		return argc < 2 ? usage_error("which topic?") :
 				  usage_error("unexpected argument '%s'", argv[2]);
 	name = argv[1];
+	if (check_topic(name) < 0)
+		return EXIT_USAGE;
 	if (!(b = cli_connect()))
 		return 1;
 	ci = calloc(4096, sizeof(*ci));
@@ -358,6 +360,8 @@ static int cmd_create(int argc, char **argv)
 	if (o.max_event > o.ring_size / 2)
 		return usage_error("--max-event: at most half the ring (%llu bytes)",
 				   (unsigned long long)(o.ring_size / 2));
+	if (check_topic(argv[optind]) < 0)
+		return EXIT_USAGE;
 	if (durable_opt && !(o.flags & BUS_TOPIC_DURABLE))
 		return usage_error("--fsync, --retain-size, --retain-age and --segment-size "
 				   "need --durable");
@@ -380,6 +384,8 @@ static int cmd_delete(int argc, char **argv)
 	if (argc != 2)
 		return argc < 2 ? usage_error("which topic?") :
 				  usage_error("unexpected argument '%s'", argv[2]);
+	if (check_topic(argv[1]) < 0)
+		return EXIT_USAGE;
 	if (!(b = cli_connect()))
 		return 1;
 	r = bus_delete(b, argv[1]);

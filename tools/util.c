@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "proto.h"
 
 volatile int interrupted;
 
@@ -26,6 +27,25 @@ void catch_interrupts(void)
 	sa.sa_handler = on_sigint;  /* no SA_RESTART: blocking waits return */
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* A bad flag value: the parsers print what is wrong, this says where to
+ * look, as usage_error() does. */
+static int bad_value(void)
+{
+	fprintf(stderr, "Try 'bus %s --help'.\n", cli.cmd);
+	return -EINVAL;
+}
+
+int check_topic(const char *name)
+{
+	int r = proto_name_check(name, (uint32_t)strnlen(name, 200), "topic");
+
+	if (r < 0) {
+		fprintf(stderr, "bus %s: %s\n", cli.cmd, bus_errmsg());
+		return bad_value();
+	}
+	return 0;
 }
 
 int fail(const char *fmt, ...)
@@ -122,7 +142,7 @@ int parse_u64(const char *flag, const char *s, uint64_t *out)
 bad:
 	fprintf(stderr, "bus %s: %s '%s': expected a non-negative integer\n", cli.cmd, flag,
 		s ? s : "");
-	return -EINVAL;
+	return bad_value();
 }
 
 int parse_size(const char *flag, const char *s, uint64_t *out)
@@ -161,7 +181,7 @@ int parse_size(const char *flag, const char *s, uint64_t *out)
 bad:
 	fprintf(stderr, "bus %s: %s '%s': expected a size such as 4096, 64K, 16M or 1G "
 		"(K = 1024 bytes)\n", cli.cmd, flag, s ? s : "");
-	return -EINVAL;
+	return bad_value();
 }
 
 int parse_duration(const char *flag, const char *s, uint64_t *ns)
@@ -190,7 +210,7 @@ int parse_duration(const char *flag, const char *s, uint64_t *ns)
 bad:
 	fprintf(stderr, "bus %s: %s '%s': expected a duration such as 500ms, 30s, 5m, 2h or 7d "
 		"(units ns, us, ms, s, m, h, d)\n", cli.cmd, flag, s ? s : "");
-	return -EINVAL;
+	return bad_value();
 }
 
 int parse_mode(const char *flag, const char *s, uint32_t *out)
@@ -209,7 +229,7 @@ int parse_mode(const char *flag, const char *s, uint32_t *out)
 bad:
 	fprintf(stderr, "bus %s: %s '%s': expected octal permission bits such as 0600 or 0644\n",
 		cli.cmd, flag, s ? s : "");
-	return -EINVAL;
+	return bad_value();
 }
 
 /* Days from 1970-01-01 of a civil date (proleptic Gregorian). */
@@ -318,7 +338,7 @@ int parse_from(const char *flag, const char *s, struct bus_sub_opts *o)
 bad:
 	fprintf(stderr, "bus %s: %s '%s': expected earliest, latest, end, seq:N, "
 		"time:2026-11-26T10:00:00Z (ISO 8601) or -DURATION such as -5m\n", cli.cmd, flag, s);
-	return -EINVAL;
+	return bad_value();
 }
 
 int parse_format(const char *flag, const char *s, enum fmt *f, int allow_csv)
@@ -336,7 +356,7 @@ int parse_format(const char *flag, const char *s, enum fmt *f, int allow_csv)
 	else {
 		fprintf(stderr, "bus %s: %s '%s': expected text, json, hex or raw%s\n", cli.cmd,
 			flag, s, allow_csv ? " (or csv)" : "");
-		return -EINVAL;
+		return bad_value();
 	}
 	return 0;
 }

@@ -602,7 +602,10 @@ static int log_seek_time(struct bus_log *l, uint64_t ts, uint64_t *min_ts)
 			hi = mid;
 	}
 	i = lo ? lo - 1 : 0;
-	return seek_to(l, i, idx_find(l, i, ts, 1), l->segs[i]);
+	/* Expect no particular sequence number: the index puts us at some
+	 * chunk of the segment, and min_ts skips to the first event at or
+	 * after ts. */
+	return seek_to(l, i, idx_find(l, i, ts, 1), 0);
 }
 
 /* ---- public -------------------------------------------------------------- */
