@@ -449,10 +449,11 @@ static int parse_args(int argc, char **argv, struct job *j, int replay)
 			return usage_error("bad option");
 		}
 	}
-	if (optind < argc)
+	if (optind < argc) {
 		j->topic = argv[optind++];
 		if (check_topic(j->topic) < 0)
 			return EXIT_USAGE;
+	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!j->topic && !j->log_dir)
