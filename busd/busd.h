@@ -117,6 +117,7 @@ struct dur_cfg {
 struct topic_conf {             /* STATE/log/TOPIC/topic.conf */
 	uint64_t ring_size;
 	uint32_t max_event, max_consumers, flags, mode;
+	uint32_t uid, gid;          /* the topic's owner (UINT32_MAX: unknown) */
 	struct dur_cfg d;
 };
 
@@ -137,11 +138,13 @@ struct flusher {
 	int sync_busy;
 	uint64_t sync_seq, sync_pos, unsynced, last_sync;
 	/* sleeping */
-	int futex_armed, timer_armed;
-	struct __kernel_timespec ts;
+	int futex_armed, timer_armed, sync_timer_armed;
+	struct __kernel_timespec ts, sync_ts;
 	uint64_t pending_since;     /* unflushed bytes seen first (linger) */
 	int degraded, broken;
 	int closing;                /* deleted: free when the op in flight ends */
+	int need_sync;              /* a sync failed: retry it */
+	int lingering;              /* waiting for more bytes or the linger's end */
 	int final;                  /* shutdown: synchronous writes only */
 	uint64_t retry_at;
 	uint64_t last_retain;       /* monotonic ns of the last retention pass */
@@ -214,6 +217,7 @@ void flush_write_done(struct flusher *f, int res);
 void flush_sync_done(struct flusher *f, int res);
 void flush_timer_done(struct flusher *f);
 void flush_futex_done(struct flusher *f, int res);
+void flush_sync_timer_done(struct flusher *f);
 int flush_log_fd(struct topic *t);   /* a read-only descriptor of its log dir */
 int flush_log_exists(const char *name);
 int loop_flushers_busy(void);          /* a write or sync in flight */
@@ -223,6 +227,7 @@ void topic_release_ref(struct topic *t);
 void loop_flush_write(struct flusher *f, struct iovec *iov, int n, uint64_t off);
 void loop_flush_sync(struct flusher *f);
 void loop_flush_timer(struct flusher *f, uint64_t ns);
+void loop_flush_sync_timer(struct flusher *f, uint64_t ns);
 void loop_flush_futex(struct flusher *f, _Atomic uint32_t *word, uint32_t val, int bound_s);
 void loop_flush_cancel(struct flusher *f);
 int loop_flusher_add(struct flusher *f);

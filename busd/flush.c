@@ -101,11 +101,11 @@ static int conf_write(int dirfd, const struct topic_conf *c)
 	n = snprintf(buf, sizeof(buf),
 		     "# bus topic settings (written by busd; read at start)\n"
 		     "format=1\nring_size=%llu\nmax_event=%u\nmax_consumers=%u\nflags=%u\n"
-		     "mode=%o\nfsync=%s\nfsync_interval_ns=%llu\nfsync_bytes=%llu\n"
+		     "mode=%o\nuid=%u\ngid=%u\nfsync=%s\nfsync_interval_ns=%llu\nfsync_bytes=%llu\n"
 		     "linger_ns=%llu\nbatch_bytes=%llu\nsegment_bytes=%llu\n"
 		     "retain_bytes=%llu\nretain_age_ns=%llu\n",
 		     (unsigned long long)c->ring_size, c->max_event, c->max_consumers, c->flags,
-		     c->mode, fsync_name(c->d.fsync),
+		     c->mode, c->uid, c->gid, fsync_name(c->d.fsync),
 		     (unsigned long long)c->d.fsync_interval_ns,
 		     (unsigned long long)c->d.fsync_bytes, (unsigned long long)c->d.linger_ns,
 		     (unsigned long long)c->d.batch_bytes, (unsigned long long)c->d.segment_bytes,
@@ -136,6 +136,7 @@ int conf_read(int dirfd, struct topic_conf *c)
 	int fd = openat(dirfd, LOG_CONF, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
 	memset(c, 0, sizeof(*c));
+	c->uid = c->gid = UINT32_MAX;
 	if (fd < 0 || !(f = fdopen(fd, "r"))) {
 		if (fd >= 0)
 			close(fd);
@@ -158,6 +159,10 @@ int conf_read(int dirfd, struct topic_conf *c)
 			c->flags = (uint32_t)v;
 		else if (!strcmp(key, "mode"))
 			c->mode = (uint32_t)v;
+		else if (!strcmp(key, "uid"))
+			c->uid = (uint32_t)v;
+		else if (!strcmp(key, "gid"))
+			c->gid = (uint32_t)v;
 		else if (!strcmp(key, "fsync"))
 			c->d.fsync = !strcmp(val, "none") ? BUS_FSYNC_NONE :
 				     !strcmp(val, "always") ? BUS_FSYNC_ALWAYS : BUS_FSYNC_INTERVAL;
@@ -198,6 +203,27 @@ static int log_dir_open(const char *topic, int create)
 	return fd < 0 ? -errno : fd;
 }
 
+/*
+ * Who may read the log: whoever may read the topic. Consumers and readers
+ * open the files through the directory descriptor busd hands them, with
+ * their own credentials, so the files carry the topic's owner, group and
+ * read bits (the directory gets search bits where it has read bits).
+ */
+static void log_perms(struct flusher *f, int fd, int is_dir)
+{
+	uint32_t m = f->t->mode & 0666;
+
+	if (is_dir)
+		m |= 0700 | ((m & 0444) >> 2);
+	else
+		m |= 0600;
+	if (geteuid() == 0 && fchown(fd, f->t->uid, f->t->gid) < 0)
+		log_warn("'%s': cannot give its log to uid %u: %s", f->t->name, f->t->uid,
+			 strerror(errno));
+	if (fchmod(fd, m) < 0)
+		log_warn("'%s': cannot set its log's mode: %s", f->t->name, strerror(errno));
+}
+
 /* Create segment `first` (and its index) and make it current. */
 static int seg_new(struct flusher *f, uint64_t first)
 {
@@ -209,6 +235,7 @@ static int seg_new(struct flusher *f, uint64_t first)
 	fd = openat(f->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
+	log_perms(f, fd, 0);
 	log_file_hdr_init(&fh, LOG_FILE_MAGIC, first);
 	if (pwrite(fd, &fh, sizeof(fh), 0) != (ssize_t)sizeof(fh)) {
 		int e = errno ? errno : ENOSPC;
@@ -221,6 +248,7 @@ static int seg_new(struct flusher *f, uint64_t first)
 	unlinkat(f->dirfd, name, 0);
 	ifd = openat(f->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (ifd >= 0) {
+		log_perms(f, ifd, 0);
 		log_file_hdr_init(&fh, LOG_IDX_MAGIC, first);
 		if (pwrite(ifd, &fh, sizeof(fh), 0) != (ssize_t)sizeof(fh)) {
 			close(ifd);
@@ -339,9 +367,20 @@ static void arm_sleep(struct flusher *f)
 	struct seg_hdr *h = f->t->seg.hdr;
 	uint32_t gen;
 
-	if (f->futex_armed || f->timer_armed)
+	if (f->futex_armed)
 		return;
+	/* interval policy: a quiet topic's last writes are synced within the
+	 * interval, not only when the next write or the sleep bound comes. Its
+	 * own timer: the other one serves the linger, and must stay short. */
+	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_timer_armed) {
+		uint64_t since = mono() - f->last_sync, iv = f->conf.d.fsync_interval_ns;
+
+		loop_flush_sync_timer(f, since >= iv ? 1 : iv - since);
+		f->sync_timer_armed = 1;
+	}
 	if (no_futex) {
+		if (f->timer_armed)
+			return;
 		loop_flush_timer(f, NO_FUTEX_POLL_NS);
 		f->timer_armed = 1;
 		return;
@@ -352,8 +391,10 @@ static void arm_sleep(struct flusher *f)
 	gen = at_load_acquire(&h->wake_gen);
 	at_max_u32(&f->t->seg.chdr->wake_req, gen);
 	if (at_load_relaxed(&h->pub_fence) != FENCE_FULL && membarrier_heavy() < 0) {
-		loop_flush_timer(f, NO_FUTEX_POLL_NS);  /* cannot sleep safely: poll */
-		f->timer_armed = 1;
+		if (!f->timer_armed) {  /* cannot sleep safely: poll */
+			loop_flush_timer(f, NO_FUTEX_POLL_NS);
+			f->timer_armed = 1;
+		}
 		return;
 	}
 	if (at_load_acquire(&h->head) > f->pos) {   /* C1: it moved meanwhile */
@@ -450,6 +491,10 @@ void flush_kick(struct flusher *f)
 		return;
 	}
 	now = mono();
+	/* A producer waiting for room (flush_req raised to flush_gen) cannot
+	 * wait for a linger to end. */
+	if (at_load_relaxed(&t->seg.hdr->flush_req) == at_load_relaxed(&t->seg.hdr->flush_gen))
+		f->pending_since = 1;  /* long ago: the linger is over */
 	if (head - f->pos < f->conf.d.batch_bytes && f->conf.d.linger_ns) {
 		if (!f->pending_since)
 			f->pending_since = now;
@@ -458,9 +503,20 @@ void flush_kick(struct flusher *f)
 				loop_flush_timer(f, f->conf.d.linger_ns - (now - f->pending_since));
 				f->timer_armed = 1;
 			}
+			/* Also sleep on the wake word, without announcing: a
+			 * publish stays free of syscalls, but a producer out of
+			 * room bumps it (flush_wait_for) and we write at once
+			 * instead of waiting out the linger. */
+			if (!f->futex_armed && !no_futex) {
+				loop_flush_futex(f, &t->seg.hdr->wake_gen,
+						 at_load_acquire(&t->seg.hdr->wake_gen), SLEEP_BOUND_S);
+				f->futex_armed = 1;
+			}
+			f->lingering = 1;
 			return;
 		}
 	}
+	f->lingering = 0;
 	if (f->degraded && now < f->retry_at) {
 		if (!f->timer_armed) {
 			loop_flush_timer(f, f->retry_at - now);
@@ -623,12 +679,17 @@ void flush_sync_done(struct flusher *f, int res)
 		f->sync_busy = 0;
 		if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
 			f->busy = 0;
+		f->need_sync = 1;  /* flush_timer_done() tries again */
 		f->retry_at = mono() + RETRY_NS;
 		if (!f->timer_armed && !f->t->deleted) {
 			loop_flush_timer(f, RETRY_NS);
 			f->timer_armed = 1;
 		}
 		return;
+	}
+	if (f->need_sync) {
+		f->need_sync = 0;
+		set_state(f, FLUSH_OK, 0);
 	}
 	if (f->conf.d.fsync == BUS_FSYNC_ALWAYS) {
 		f->busy = 0;
@@ -643,6 +704,17 @@ void flush_sync_done(struct flusher *f, int res)
 void flush_timer_done(struct flusher *f)
 {
 	f->timer_armed = 0;
+	/* A sync that failed: the data is written, it must be synced before
+	 * it is called durable (and, under ALWAYS, before flushed moves). */
+	if (f->need_sync && !f->busy && !f->sync_busy && !f->t->deleted) {
+		f->sync_seq = f->seq;
+		if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
+			f->busy = 1;
+		else
+			f->sync_busy = 1;
+		loop_flush_sync(f);
+		return;
+	}
 	/* interval policy: sync what a quiet topic left unsynced */
 	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy && !f->busy &&
 	    mono() - f->last_sync >= f->conf.d.fsync_interval_ns) {
@@ -671,11 +743,17 @@ void flush_futex_done(struct flusher *f, int res)
 		no_futex = 1;
 	}
 	flush_kick(f);
-	/* A quiet topic with unsynced bytes: make sure the interval sync
-	 * happens even if nothing else wakes us. */
-	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->timer_armed) {
-		loop_flush_timer(f, f->conf.d.fsync_interval_ns);
-		f->timer_armed = 1;
+}
+
+void flush_sync_timer_done(struct flusher *f)
+{
+	f->sync_timer_armed = 0;
+	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy && !f->busy &&
+	    !f->t->deleted) {
+		f->sync_seq = f->seq;
+		f->sync_busy = 1;
+		f->unsynced = 0;
+		loop_flush_sync(f);
 	}
 }
 
@@ -746,6 +824,7 @@ int flush_create(struct topic *t, const struct topic_conf *c)
 		f->dirfd = -1;
 		goto fail;
 	}
+	log_perms(f, f->dirfd, 1);
 	r = conf_write(f->dirfd, c);
 	if (r < 0)
 		goto fail;
@@ -800,6 +879,7 @@ static int idx_rewrite(struct flusher *f, uint64_t first, const struct idx_build
 	fd = openat(f->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
+	log_perms(f, fd, 0);
 	log_file_hdr_init(&fh, LOG_IDX_MAGIC, first);
 	if (pwrite(fd, &fh, sizeof(fh), 0) != (ssize_t)sizeof(fh) ||
 	    (len && pwrite(fd, b->v, len, LOG_HDR_SIZE) != (ssize_t)len) ||
@@ -860,7 +940,16 @@ static int open_last_segment(struct flusher *f, uint64_t *next)
 			free(segs);
 			return r;
 		}
-		if (r < 0) {
+		if (r < 0 && r != -EBADMSG && r != -EPROTO) {
+			/* An I/O error is not corruption: touch nothing. */
+			log_err("'%s': cannot read log segment %s: %s", f->t->name, name,
+				strerror(-r));
+			close(fd);
+			free(b.v);
+			free(segs);
+			return r;
+		}
+		if (r < 0 || (r == 1 && sc.valid_end < LOG_HDR_SIZE)) {
 			char bad[64];
 
 			/* A segment whose header never made it (crash while
@@ -946,6 +1035,7 @@ int flush_open(struct topic *t, int adopted)
 		fl_free(f);
 		return r;
 	}
+	log_perms(f, f->dirfd, 1);
 	if (conf_read(f->dirfd, &f->conf) < 0) {
 		/* A durable segment without settings: take them from it. */
 		memset(&f->conf, 0, sizeof(f->conf));
@@ -954,6 +1044,8 @@ int flush_open(struct topic *t, int adopted)
 		f->conf.max_consumers = t->seg.g.nslots;
 		f->conf.flags = t->seg.g.flags;
 		f->conf.mode = t->mode;
+		f->conf.uid = t->uid;
+		f->conf.gid = t->gid;
 		dur_defaults(&f->conf.d);
 		conf_write(f->dirfd, &f->conf);
 		log_notice("'%s': no topic.conf in its log directory; wrote one with defaults",

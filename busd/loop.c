@@ -32,7 +32,7 @@
 #include "err.h"
 
 enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE, K_IGNORE,
-	     K_FL_WRITE, K_FL_SYNC, K_FL_TIMER, K_FL_FUTEX };
+	     K_FL_WRITE, K_FL_SYNC, K_FL_TIMER, K_FL_FUTEX, K_FL_SYNCT };
 
 #define RX_MAX 1024u   /* larger than any request; a bigger packet is refused */
 
@@ -219,6 +219,16 @@ void loop_flush_timer(struct flusher *f, uint64_t ns)
 	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_TIMER, f));
 }
 
+void loop_flush_sync_timer(struct flusher *f, uint64_t ns)
+{
+	struct io_uring_sqe *sqe = sqe_get();
+
+	f->sync_ts.tv_sec = (long long)(ns / 1000000000ull);
+	f->sync_ts.tv_nsec = (long long)(ns % 1000000000ull);
+	io_uring_prep_timeout(sqe, &f->sync_ts, 0, 0);
+	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_SYNCT, f));
+}
+
 /* FUTEX_WAIT (Linux 6.7+; liburing 2.3 has no helper, so the SQE is filled
  * as io_uring_prep_futex_wait() would: fd = FUTEX2 flags, addr = the word,
  * off = the value, addr3 = the mask), linked to a timeout that bounds it. */
@@ -251,6 +261,11 @@ void loop_flush_cancel(struct flusher *f)
 	if (f->timer_armed) {
 		sqe = sqe_get();
 		io_uring_prep_timeout_remove(sqe, fl_ud(K_FL_TIMER, f), 0);
+		io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
+	}
+	if (f->sync_timer_armed) {
+		sqe = sqe_get();
+		io_uring_prep_timeout_remove(sqe, fl_ud(K_FL_SYNCT, f), 0);
 		io_uring_sqe_set_data64(sqe, ud(K_IGNORE, 0, 0));
 	}
 }
@@ -688,6 +703,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 	case K_FL_WRITE:
 	case K_FL_SYNC:
 	case K_FL_TIMER:
+	case K_FL_SYNCT:
 	case K_FL_FUTEX: {
 		struct flusher *f = fl_of(data);
 
@@ -699,6 +715,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			flush_sync_done(f, res);
 		else if (k == K_FL_TIMER)
 			flush_timer_done(f);
+		else if (k == K_FL_SYNCT)
+			flush_sync_timer_done(f);
 		else
 			flush_futex_done(f, res);
 		break;
@@ -805,7 +823,9 @@ int loop_run(void (*ready)(void))
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 
-		if (io_uring_submit_and_wait(&ring, 1) < 0 && errno != EINTR)
+		int r = io_uring_submit_and_wait(&ring, 1);  /* -errno, not errno */
+
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
 			break;
 		io_uring_for_each_cqe(&ring, head, cqe) {
 			on_cqe(cqe);

@@ -8,8 +8,6 @@
  * the anchor file that ties segments to their bus, the stale-segment sweep,
  * logging and sd_notify.
  */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -23,7 +21,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +28,7 @@
 #include "addr.h"
 #include "busd.h"
 #include "err.h"
+#include "gc.h"
 
 struct busd_cfg cfg;
 
@@ -258,164 +256,35 @@ static int write_anchor(void)
 	return 0;
 }
 
-/* Files of bus `id` (bus-ID.*) in the shm directory; count them, and
- * remove the unused ones owned by us when `remove` is set. */
-struct inodes {
-	ino_t *v;
-	size_t n, cap;
-};
+/* ---- the stale-segment sweep (libbus/src/gc.c) ------------------------- */
 
-static int ino_cmp(const void *a, const void *b)
+static void swept(void *arg, const struct gc_file *f)
 {
-	ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Inodes on the shm file system that some process maps: from /proc/PID/maps
- * of every process we may read (all of ours; all, as root). */
-static void mapped_inodes(dev_t dev, struct inodes *s)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		char path[300], line[512];
-		FILE *f;
-
-		if (!isdigit((unsigned char)e->d_name[0]))
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/maps", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f)) {
-			unsigned maj, min;
-			unsigned long ino;
-
-			if (sscanf(line, "%*s %*s %*s %x:%x %lu", &maj, &min, &ino) != 3 || !ino ||
-			    makedev(maj, min) != dev)
-				continue;
-			if (s->n == s->cap) {
-				size_t nc = s->cap ? 2 * s->cap : 256;
-				ino_t *v = realloc(s->v, nc * sizeof(*v));
-
-				if (!v)
-					break;
-				s->v = v;
-				s->cap = nc;
-			}
-			s->v[s->n++] = (ino_t)ino;
-		}
-		fclose(f);
-	}
-	closedir(d);
-	qsort(s->v, s->n, sizeof(*s->v), ino_cmp);
-}
-
-static int bus_files(const char *id, int remove, const struct inodes *in_use)
-{
-	char prefix[64];
-	DIR *d = opendir(cfg.shm_dir);
-	struct dirent *e;
-	size_t pl;
-	int left = 0;
-
-	if (!d)
-		return 0;
-	pl = (size_t)snprintf(prefix, sizeof(prefix), "bus-%s.", id);
-	while ((e = readdir(d))) {
-		struct stat st;
-
-		if (strncmp(e->d_name, prefix, pl))
-			continue;
-		if (remove && fstatat(cfg.shm_dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-		    !bsearch(&st.st_ino, in_use->v, in_use->n, sizeof(ino_t), ino_cmp) &&
-		    unlinkat(cfg.shm_dirfd, e->d_name, 0) == 0) {
-			log_info("removed stale segment %s/%s", cfg.shm_dir, e->d_name);
-			continue;
-		}
-		left++;
-	}
-	closedir(d);
-	return left;
-}
-
-/* Is the busd of the bus in `dir` running? 1 yes, 0 no, -1 cannot tell. */
-static int bus_alive(const char *dir)
-{
-	char path[4400];
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
-	int fd, r;
-
-	snprintf(path, sizeof(path), "%s/" PROTO_LOCK, dir);
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
-	r = fcntl(fd, F_OFD_GETLK, &fl);
-	close(fd);
-	if (r < 0)
-		return -1;
-	return fl.l_type != F_UNLCK;
+	(void)arg;
+	if (f->removed && f->anchor)
+		log_info("removed the segments of dead bus %s (%s)", f->bus_id, f->bus_dir);
+	else if (f->removed)
+		log_info("removed stale segment %s/%s", cfg.shm_dir, f->name);
+	else if (f->why == GC_MAPPED || f->why == GC_IN_USE || f->why == GC_FAILED)
+		log_debug("kept %s/%s of dead bus %s: %s%s%s", cfg.shm_dir, f->name, f->bus_id,
+			  gc_why_str(f->why), f->err ? ": " : "", f->err ? strerror(f->err) : "");
 }
 
 /*
  * Segments of dead buses: for every anchor SHM/bus-ID other than ours, owned
  * by us, whose bus has no busd (nobody holds its lock), remove the bus-ID.*
- * files that are ours and that no process maps; then the anchor once nothing
- * is left. Files of other users are never touched.
+ * files that are ours and that no process uses; then the anchor once nothing
+ * is left. Files of other users are never touched. Returns the number of
+ * dead buses removed completely.
  */
 int busd_sweep_stale(void)
 {
-	struct inodes in_use = { 0 };
-	DIR *d = opendir(cfg.shm_dir);
-	struct dirent *e;
-	struct stat shm;
-	int scanned = 0, removed = 0;
+	struct gc_opts o = { .shm_dirfd = cfg.shm_dirfd, .skip_id = cfg.bus_id, .on_file = swept };
+	struct gc_stats st;
 
-	if (!d || fstat(cfg.shm_dirfd, &shm) < 0) {
-		if (d)
-			closedir(d);
+	if (gc_sweep(&o, &st) < 0)
 		return 0;
-	}
-	while ((e = readdir(d))) {
-		char dir[4096], id[17];
-		struct stat st;
-		ssize_t n;
-		int fd;
-
-		if (strncmp(e->d_name, "bus-", 4) || strlen(e->d_name) != 20 ||
-		    strspn(e->d_name + 4, "0123456789abcdef") != 16)
-			continue;
-		memcpy(id, e->d_name + 4, 17);
-		if (!strcmp(id, cfg.bus_id))
-			continue;
-		fd = openat(cfg.shm_dirfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid()
-			    ? read(fd, dir, sizeof(dir) - 1) : -1;
-		close(fd);
-		if (n <= 0)
-			continue;
-		dir[n] = 0;
-		dir[strcspn(dir, "\n")] = 0;
-		if (dir[0] != '/' || bus_alive(dir) != 0)
-			continue;
-		if (!scanned++)
-			mapped_inodes(shm.st_dev, &in_use);
-		if (bus_files(id, 1, &in_use) == 0) {
-			unlinkat(cfg.shm_dirfd, e->d_name, 0);
-			removed++;
-			log_info("removed the segments of dead bus %s (%s)", id, dir);
-		}
-	}
-	closedir(d);
-	free(in_use.v);
-	return removed;
+	return (int)st.cleared;
 }
 
 /* ---- main --------------------------------------------------------------- */
@@ -625,7 +494,7 @@ int main(int argc, char **argv)
 	loop_fini();
 	/* The anchor stays while segments of this bus exist: they are kept for
 	 * the next busd, and the anchor is how a sweep finds their bus. */
-	if (bus_files(cfg.bus_id, 0, NULL) == 0) {
+	if (gc_bus_files(cfg.shm_dirfd, cfg.bus_id) == 0) {
 		snprintf(tmp, sizeof(tmp), "bus-%s", cfg.bus_id);
 		unlinkat(cfg.shm_dirfd, tmp, 0);
 	}

@@ -744,7 +744,12 @@ static void recreate_durable(void)
 		if (log_open_fd(fd, path, &l) < 0)
 			continue;
 		memset(&li, 0, sizeof(li));
-		bus_log_info(l, &li);
+		if (bus_log_info(l, &li) < 0) {
+			log_err("not recreating durable topic '%s': its log cannot be read: %s",
+				e->d_name, bus_errmsg());
+			bus_log_close(l);
+			continue;
+		}
 		bus_log_close(l);
 		memset(&o, 0, sizeof(o));
 		o.ring_size = c.ring_size;
@@ -754,7 +759,8 @@ static void recreate_durable(void)
 		o.mode = c.mode;
 		o.first_seq = li.next_seq ? li.next_seq : 1;
 		seg_full(seg, sizeof(seg), e->d_name);
-		if (seg_create(seg, &o) < 0) {
+		if ((geteuid() == 0 && c.uid != UINT32_MAX ?
+		     seg_create_owned(seg, &o, c.uid, c.gid) : seg_create(seg, &o)) < 0) {
 			log_err("cannot recreate durable topic '%s': %s", e->d_name, bus_errmsg());
 			continue;
 		}
@@ -873,6 +879,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 
 	if (take_name(&q->topic, name, "topic", 0, r) < 0)
 		return r->status;
+	if (topic_find(name))
+		return rep_err(r, EEXIST, "topic '%s' already exists", name);
 	if (q->dur[7] || q->flags & ~(BUS_TOPIC_GATING | BUS_TOPIC_DURABLE))
 		return rep_err(r, EINVAL, "topic '%s': unknown flags or settings", name);
 	if (q->flags & BUS_TOPIC_DURABLE) {
@@ -899,8 +907,6 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 		return rep_err(r, EINVAL, "topic '%s': durability settings need a durable topic",
 			       name);
 	}
-	if (topic_find(name))
-		return rep_err(r, EEXIST, "topic '%s' already exists", name);
 	/* busd reopens the files it creates; not being root, it needs the
 	 * owner's read and write bits to. */
 	if (q->mode && geteuid() != 0 && (q->mode & 0600) != 0600)
@@ -913,6 +919,18 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 	o.flags = q->flags;
 	o.mode = q->mode;
 	o.first_seq = q->first_seq;
+	if (o.flags & BUS_TOPIC_DURABLE) {
+		/* A log chunk holds at most LOG_CHUNK_MAX bytes of records. */
+		uint64_t ring = o.ring_size ? o.ring_size : BUS_RING_DEFAULT;
+		uint32_t most = LOG_CHUNK_MAX - sizeof(struct rec_hdr) - REC_ALIGN;
+
+		if (!o.max_event && ring / 4 > most)
+			o.max_event = most;
+		if (o.max_event > most)
+			return rep_err(r, EINVAL, "topic '%s': max event %u: a durable topic's events "
+				       "are at most %u bytes (a log chunk holds 4 MiB)", name,
+				       o.max_event, most);
+	}
 	seg_full(path, sizeof(path), name);
 	/* A busd running as root makes the creator the owner, as a file
 	 * system would; a per-user busd owns what it creates. */
@@ -944,6 +962,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 		tc.max_consumers = t->seg.g.nslots;
 		tc.flags = t->seg.g.flags;
 		tc.mode = t->mode;
+		tc.uid = t->uid;
+		tc.gid = t->gid;
 		e = flush_create(t, &tc);
 		if (e < 0) {
 			char cp[4500];
@@ -1106,6 +1126,20 @@ int op_close_pub(struct conn *c, const struct req_topic *q, struct reply *r)
 	return 0;
 }
 
+/* An adopted slot (watched by pidfd) that its owner has given up since:
+ * it closed the consumer while busd could not hear it (after
+ * bus_disconnect(), or while no busd ran). busd lets go of it. */
+static int slot_abandoned(struct topic *t, uint32_t s)
+{
+	struct slot_owner *so = &t->slots[s];
+
+	if (so->conn || so->pidfd < 0 ||
+	    at_load_relaxed(&t->seg.slots[s].owner) == (uint32_t)so->pid)
+		return 0;
+	slot_release(t, s, 0);
+	return 1;
+}
+
 /* A slot nobody holds: owner 0 (or a dead pid) and not reserved by busd. */
 static int slot_reserve(struct topic *t, pid_t pid)
 {
@@ -1114,7 +1148,7 @@ static int slot_reserve(struct topic *t, pid_t pid)
 			struct cons_slot *sl = &t->seg.slots[s];
 			uint32_t cur = at_load_relaxed(&sl->owner);
 
-			if (t->slots[s].conn || t->slots[s].pidfd >= 0)
+			if (t->slots[s].conn || (t->slots[s].pidfd >= 0 && !slot_abandoned(t, s)))
 				continue;
 			if (cur && (pass == 0 || pid_alive(cur)))
 				continue;
@@ -1163,6 +1197,8 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 				slot_release(cur->bound, cur->slot, 1);
 				cur = cursor_find(name, group);
 			}
+			if (cur && cur->bound && slot_abandoned(cur->bound, cur->slot))
+				cur = cursor_find(name, group);
 		}
 		if (cur && cur->bound) {
 			struct slot_owner *so = &cur->bound->slots[cur->slot];
@@ -1395,8 +1431,11 @@ int op_open_log(struct conn *c, const struct req_topic *q, struct reply *r)
 		return r->status;
 	if (!may(c, t, 4))
 		return denied(r, t, "read");
-	if (!t->fl)
+	if (!(t->seg.g.flags & BUS_TOPIC_DURABLE))
 		return rep_err(r, EINVAL, "topic '%s' is not durable: it has no log", name);
+	if (!t->fl)
+		return rep_err(r, EIO, "topic '%s': its log could not be opened (see busd's log)",
+			       name);
 	fd = flush_log_fd(t);
 	if (fd < 0)
 		return rep_err(r, errno, "topic '%s': cannot open its log directory: %s", name,

@@ -42,12 +42,18 @@ static inline void at_cpu_relax(void)
 }
 
 /* Atomically raise *p to v if it is lower (a CAS loop; slow paths only). */
+/* Raise *p to v. Always a full barrier (callers announce with it, W2, and
+ * rely on it to order their later loads): when there is nothing to store,
+ * an explicit seq_cst fence stands in for the CAS. */
 static inline void at_max_u32(_Atomic uint32_t *p, uint32_t v)
 {
 	uint32_t cur = atomic_load_explicit(p, memory_order_relaxed);
 	/* Generations wrap: "lower" is a signed distance, as for TCP sequences. */
-	while ((int32_t)(v - cur) > 0 && !at_cas(p, &cur, v))
-		;
+	while ((int32_t)(v - cur) > 0) {
+		if (at_cas(p, &cur, v))
+			return;
+	}
+	atomic_thread_fence(memory_order_seq_cst);
 }
 
 #endif

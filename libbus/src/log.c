@@ -113,8 +113,11 @@ int log_file_hdr_check(const struct log_file_hdr *h, const char *magic, uint64_t
 	if (h->version != LOG_VERSION)
 		return -EPROTONOSUPPORT;
 	if (h->hdr_size != LOG_HDR_SIZE || crc32c(0, &c, sizeof(c)) != h->crc ||
-	    h->first_seq != first_seq)
+	    h->first_seq != first_seq || h->flags)
 		return -EBADMSG;
+	for (size_t i = 0; i < sizeof(h->reserved); i++)
+		if (h->reserved[i])
+			return -EBADMSG;
 	return 0;
 }
 
@@ -392,20 +395,29 @@ static int load_chunk(struct bus_log *l, uint64_t *expect)
 					close(l->fd);
 					l->fd = -1;
 					l->seg++;
+					l->new_seg = 1;
 					continue;
 				}
 				if (l->live) {     /* the flusher may have rolled */
-					uint64_t *segs;
-					size_t n;
+					uint64_t *segs, cur = l->segs[l->seg];
+					size_t n, i = 0;
 
+					/* Find our segment by name, not by index:
+					 * retention may have removed older ones. */
 					if (log_list(l->dirfd, &segs, &n) == 0) {
-						int more = n > l->nsegs;
-
+						while (i < n && segs[i] <= cur)
+							i++;
 						free(l->segs);
 						l->segs = segs;
 						l->nsegs = n;
-						if (more)
+						if (i < n) {
+							close(l->fd);
+							l->fd = -1;
+							l->seg = i;
+							l->new_seg = 1;
 							continue;
+						}
+						l->seg = n ? n - 1 : 0;  /* ours is the last */
 					}
 				}
 				return 0;
@@ -438,9 +450,13 @@ static int load_chunk(struct bus_log *l, uint64_t *expect)
 				return 0;
 			return corrupt(l, l->off, why);
 		}
-		if (*expect && h.first_seq != *expect)
+		if (*expect && h.first_seq != *expect && !l->new_seg)
 			return corrupt(l, l->off, "sequence numbers do not continue from the "
 				       "previous chunk");
+		/* Between segments, a jump is events the log never got (a
+		 * crash lost them before they were synced): log_next() reports
+		 * it as a gap, as a lapped consumer's is. */
+		l->new_seg = 0;
 		*expect = h.first_seq + h.count;
 		l->len = h.len;
 		l->rec = 0;
@@ -471,10 +487,17 @@ static int log_next(struct bus_log *l, struct bus_event *ev, uint64_t min_ts)
 				l->next_seq = rh->seq + 1;
 			continue;
 		}
-		if (rh->seq > l->next_seq && l->next_seq)
-			return bus_err(EBADMSG, "log %s: event %llu is missing (the next is %llu)",
-				       l->dir, (unsigned long long)l->next_seq,
-				       (unsigned long long)rh->seq);
+		if (rh->seq > l->next_seq && l->next_seq) {
+			/* Only possible across segments (load_chunk checks the
+			 * rest): events the log does not have. */
+			memset(ev, 0, sizeof(*ev));
+			ev->seq = l->next_seq;
+			ev->lost = rh->seq - l->next_seq;
+			l->next_seq = rh->seq;
+			return bus_err(ENOBUFS, "log %s: events %llu..%llu are not in the log",
+				       l->dir, (unsigned long long)ev->seq,
+				       (unsigned long long)(rh->seq - 1));
+		}
 		if (rh->seq >= l->limit)
 			return 0;
 		ev->data = rh + 1;
@@ -533,6 +556,22 @@ static uint64_t idx_find(struct bus_log *l, size_t i, uint64_t key, int by_time)
 		}
 	}
 	close(fd);
+	/* The index is a hint: the chunk it names must be there and hold
+	 * what it says, else scan the segment from its start. */
+	if (best != LOG_HDR_SIZE) {
+		struct log_chunk_hdr h;
+		const char *why;
+		char lname[32];
+		int lfd;
+
+		log_name(lname, sizeof(lname), l->segs[i], ".log");
+		lfd = openat(l->dirfd, lname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (lfd < 0 || read_full(lfd, &h, sizeof(h), best) != 1 ||
+		    log_chunk_hdr_check(&h, &why) < 0 || (by_time ? h.first_ts > key : h.first_seq > key))
+			best = LOG_HDR_SIZE;
+		if (lfd >= 0)
+			close(lfd);
+	}
 	return best;
 }
 
@@ -674,6 +713,20 @@ BUS_EXPORT int bus_log_info(struct bus_log *l, struct bus_log_info *info)
 	int fd, r;
 
 	memset(info, 0, sizeof(*info));
+	{	/* fresh: retention or a roll may have changed it since open */
+		uint64_t *segs;
+		size_t n;
+
+		if (log_list(l->dirfd, &segs, &n) == 0) {
+			uint64_t cur = l->nsegs ? l->segs[l->seg < l->nsegs ? l->seg : 0] : 0;
+
+			free(l->segs);
+			l->segs = segs;
+			l->nsegs = n;
+			for (l->seg = 0; l->seg + 1 < n && segs[l->seg] < cur; l->seg++)
+				;
+		}
+	}
 	if (!l->nsegs)
 		return 0;
 	info->segments = (uint32_t)l->nsegs;

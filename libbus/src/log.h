@@ -71,6 +71,7 @@ struct bus_log {
 	uint64_t limit;          /* return nothing at or above (UINT64_MAX: all) */
 	int live;                /* a torn last chunk means "not yet", not corruption */
 	uint64_t min_ts;         /* seek by time: skip events before it */
+	int new_seg;             /* just moved to the next segment */
 	char dir[256];           /* for messages */
 };
 

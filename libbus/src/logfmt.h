@@ -21,6 +21,7 @@
 #define BUS_LOGFMT_H
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define LOG_VERSION        1u
@@ -73,7 +74,12 @@ struct log_idx_entry {
 };
 static_assert(sizeof(struct log_idx_entry) == 32, "log_idx_entry");
 
-/* fsync policies (topic.conf "fsync=") */
-enum log_fsync { LOG_FSYNC_NONE = 0, LOG_FSYNC_INTERVAL = 1, LOG_FSYNC_ALWAYS = 2 };
+/* The structs above are read and written as they lie in memory: the
+ * format is little endian, and so must the host be. */
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the log format is little endian");
+static_assert(offsetof(struct log_chunk_hdr, first_seq) == 16, "log_chunk_hdr");
+static_assert(offsetof(struct log_chunk_hdr, len) == 40, "log_chunk_hdr");
+static_assert(offsetof(struct log_chunk_hdr, crc) == 48, "log_chunk_hdr");
+static_assert(offsetof(struct log_file_hdr, crc) == 36, "log_file_hdr");
 
 #endif

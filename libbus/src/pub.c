@@ -334,7 +334,7 @@ static int flush_wait_for(struct bus_pub *p, _Atomic uint64_t *word, uint64_t ne
 			  int64_t timeout_ns, const char *what)
 {
 	uint64_t start = 0, now;
-	int spins = 0, counted = 0;
+	int spins = 0, counted = 0, woke = 0;
 
 	for (;;) {
 		if (at_load_acquire(word) >= need)  /* F1 */
@@ -366,6 +366,13 @@ static int flush_wait_for(struct bus_pub *p, _Atomic uint64_t *word, uint64_t ne
 		at_fence_seq_cst();                     /* F2: pairs with F3 */
 		if (at_load_acquire(word) >= need)
 			return 0;
+		/* A flusher lingering over a small batch sleeps on wake_gen
+		 * without asking for wakes; tell it, once per wait, that we
+		 * are out of room (it then sees flush_req and writes now). */
+		if (!woke) {
+			woke = 1;
+			pub_wake(p);
+		}
 		int64_t left = timeout_ns - (int64_t)(mono_ns() - start);
 		futex_wait_shared(&p->hdr->flush_gen, gen, left < 100000000 ? left : 100000000);
 	}

@@ -517,8 +517,9 @@ static int enter_log(struct bus_sub *s, int how)
 			leave_log(s);
 			return 0;
 		}
-		s->seq = s->log->segs[0];
-		r = log_seek(s->log, s->seq);
+		r = log_seek(s->log, s->log->segs[0]);
+		if (r == 0)  /* else the ring's oldest, set by the caller, stands */
+			s->seq = s->log->segs[0];
 		break;
 	default:
 		r = log_seek(s->log, s->seq);
@@ -565,6 +566,11 @@ static int log_next_ev(struct bus_sub *s, struct bus_event *ev)
 			at_store_relaxed(&s->slot->seq, s->seq);
 			at_store_relaxed(&s->slot->events, s->events);
 			return 1;
+		}
+		if (r == -ENOBUFS) {  /* events the log never got (see log.c) */
+			uint64_t to = ev->seq + ev->lost;
+
+			return gap(s, ev, to);
 		}
 		if (r < 0)
 			return r;
@@ -733,6 +739,15 @@ from_log:
 		r = log_next_ev(s, ev);
 		if (r != 1)
 			return r;
+		if (ev->pos_ != LOG_POS) {
+			/* It rejoined the ring with this event: undo the
+			 * advance and read it the ring's way (size check, tail
+			 * re-check after the copy). */
+			s->pos = ev->pos_;
+			s->seq = ev->seq;
+			s->events--;
+			goto from_ring;
+		}
 		if (ev->len > size) {
 			/* Give it back: the next call reads it again. */
 			s->seq = ev->seq;
@@ -746,6 +761,7 @@ from_log:
 		ev->data = buf;
 		return 1;
 	}
+from_ring:
 	slot_publish(s);
 	for (;;) {
 		r = peek(s, ev);
