@@ -1084,6 +1084,18 @@ int flush_open(struct topic *t, int adopted)
 		 * after a write, before its store), or behind it but the ring
 		 * still holds the difference. */
 		f->seq = next;
+	} else if (next > fseq) {
+		/* The log is ahead of a ring that does not hold its end: the
+		 * ring was replaced under it. Flushing from fseq would write
+		 * sequence numbers the log has already. */
+		log_err("'%s': the log ends at event %llu, past the ring's flushed position "
+			"%llu, and the ring does not hold the events between: not flushing this "
+			"topic (delete and re-create it)", t->name, (unsigned long long)next - 1,
+			(unsigned long long)fseq);
+		f->broken = 1;
+		f->pos = fpos;
+		f->seq = fseq;
+		set_state(f, FLUSH_DEGRADED, EILSEQ);
 	} else {
 		log_err("'%s': the log ends at event %llu but the ring no longer holds it (it "
 			"starts at %llu, flushed said %llu): events %llu..%llu are missing from "
