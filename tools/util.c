@@ -184,7 +184,18 @@ bad:
 	return bad_value();
 }
 
+static int duration_quiet(const char *s, uint64_t *ns);
+
 int parse_duration(const char *flag, const char *s, uint64_t *ns)
+{
+	if (duration_quiet(s, ns) == 0)
+		return 0;
+	fprintf(stderr, "bus %s: %s '%s': expected a duration such as 500ms, 30s, 5m, 2h or 7d "
+		"(units ns, us, ms, s, m, h, d)\n", cli.cmd, flag, s ? s : "");
+	return bad_value();
+}
+
+static int duration_quiet(const char *s, uint64_t *ns)
 {
 	static const struct { const char *u; uint64_t ns; } units[] = {
 		{ "ns", 1 }, { "us", 1000 }, { "ms", 1000000 }, { "s", 1000000000ull },
@@ -208,9 +219,7 @@ int parse_duration(const char *flag, const char *s, uint64_t *ns)
 		}
 	}
 bad:
-	fprintf(stderr, "bus %s: %s '%s': expected a duration such as 500ms, 30s, 5m, 2h or 7d "
-		"(units ns, us, ms, s, m, h, d)\n", cli.cmd, flag, s ? s : "");
-	return bad_value();
+	return -EINVAL;
 }
 
 int parse_mode(const char *flag, const char *s, uint32_t *out)
@@ -317,8 +326,14 @@ int parse_from(const char *flag, const char *s, struct bus_sub_opts *o)
 	} else if (!strcmp(s, "end")) {
 		o->from = BUS_FROM_END;
 	} else if (!strncmp(s, "seq:", 4)) {
-		if (parse_u64(flag, s + 4, &v) < 0)
-			return -EINVAL;
+		char *end;
+
+		errno = 0;
+		if (s[4] < '0' || s[4] > '9')
+			goto bad;
+		v = strtoull(s + 4, &end, 10);
+		if (errno || *end)
+			goto bad;
 		o->from = BUS_FROM_SEQ;
 		o->seq = v;
 	} else if (!strncmp(s, "time:", 5)) {
@@ -327,8 +342,8 @@ int parse_from(const char *flag, const char *s, struct bus_sub_opts *o)
 		o->from = BUS_FROM_TIME;
 		o->ts_ns = v;
 	} else if (s[0] == '-' && s[1]) {
-		if (parse_duration(flag, s + 1, &v) < 0)
-			return -EINVAL;
+		if (duration_quiet(s + 1, &v) < 0)
+			goto bad;
 		o->from = BUS_FROM_TIME;
 		o->ts_ns = now_ns() > v ? now_ns() - v : 1;
 	} else {

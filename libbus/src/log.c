@@ -681,7 +681,10 @@ BUS_EXPORT void bus_log_close(struct bus_log *l)
 
 BUS_EXPORT int bus_log_seek(struct bus_log *l, uint64_t seq)
 {
-	int r = log_seek(l, seq);
+	int r;
+
+	l->failed = 0;
+	r = log_seek(l, seq);
 
 	l->min_ts = 0;
 	return r;
@@ -689,15 +692,24 @@ BUS_EXPORT int bus_log_seek(struct bus_log *l, uint64_t seq)
 
 BUS_EXPORT int bus_log_seek_time(struct bus_log *l, uint64_t ts_ns)
 {
+	l->failed = 0;
 	return log_seek_time(l, ts_ns, &l->min_ts);
 }
 
 BUS_EXPORT int bus_log_next(struct bus_log *l, struct bus_event *ev)
 {
-	int r = log_next(l, ev, l->min_ts);
+	int r;
 
+	/* Stopped at a corrupt chunk: stay there (a seek may move on). */
+	if (l->failed)
+		return bus_err(-l->failed, "%s", l->why);
+	r = log_next(l, ev, l->min_ts);
 	if (r == 1)
 		l->min_ts = 0;  /* found the start: from here on, everything */
+	else if (r == -EBADMSG || r == -EPROTONOSUPPORT) {
+		l->failed = r;
+		snprintf(l->why, sizeof(l->why), "%s", bus_errmsg());
+	}
 	return r;
 }
 

@@ -72,6 +72,8 @@ struct bus_log {
 	int live;                /* a torn last chunk means "not yet", not corruption */
 	uint64_t min_ts;         /* seek by time: skip events before it */
 	int new_seg;             /* just moved to the next segment */
+	int failed;              /* -errno of a corrupt chunk: reading stays stopped */
+	char why[320];           /* ... and its message */
 	char dir[256];           /* for messages */
 };
 
