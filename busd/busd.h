@@ -139,6 +139,8 @@ struct flusher {
 	uint64_t sync_seq, sync_pos, unsynced, last_sync;
 	/* sleeping */
 	int futex_armed, timer_armed, sync_timer_armed;
+	int announced;              /* the armed futex wait asked for wakes (W2) */
+	int old_segfd;              /* rolled-away segment, a sync still on it */
 	struct __kernel_timespec ts, sync_ts;
 	uint64_t pending_since;     /* unflushed bytes seen first (linger) */
 	int degraded, broken;

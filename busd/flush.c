@@ -258,7 +258,16 @@ static int seg_new(struct flusher *f, uint64_t first)
 	if (f->segfd >= 0) {
 		if (f->conf.d.fsync != BUS_FSYNC_NONE)
 			fdatasync(f->segfd);
-		close(f->segfd);
+		/* An interval sync may still be in flight on it (io_uring
+		 * resolves the descriptor when it runs the operation): close
+		 * it when that completes. */
+		if (f->sync_busy) {
+			if (f->old_segfd >= 0)
+				close(f->old_segfd);
+			f->old_segfd = f->segfd;
+		} else {
+			close(f->segfd);
+		}
 	}
 	if (f->idxfd >= 0)
 		close(f->idxfd);
@@ -367,7 +376,7 @@ static void arm_sleep(struct flusher *f)
 	struct seg_hdr *h = f->t->seg.hdr;
 	uint32_t gen;
 
-	if (f->futex_armed)
+	if (f->futex_armed && f->announced)
 		return;
 	/* interval policy: a quiet topic's last writes are synced within the
 	 * interval, not only when the next write or the sleep bound comes. Its
@@ -401,6 +410,13 @@ static void arm_sleep(struct flusher *f)
 		flush_kick(f);
 		return;
 	}
+	f->announced = 1;
+	/* A wait armed unannounced while lingering is still pending: if it
+	 * waits on this generation, the producer's next publish now ends it
+	 * (we asked); if on an older one, wake_gen has moved and it is ending
+	 * anyway (its completion brings us back here). */
+	if (f->futex_armed)
+		return;
 	loop_flush_futex(f, &h->wake_gen, gen, SLEEP_BOUND_S);
 	f->futex_armed = 1;
 }
@@ -511,6 +527,7 @@ void flush_kick(struct flusher *f)
 				loop_flush_futex(f, &t->seg.hdr->wake_gen,
 						 at_load_acquire(&t->seg.hdr->wake_gen), SLEEP_BOUND_S);
 				f->futex_armed = 1;
+				f->announced = 0;
 			}
 			f->lingering = 1;
 			return;
@@ -662,6 +679,10 @@ void flush_write_done(struct flusher *f, int res)
 
 void flush_sync_done(struct flusher *f, int res)
 {
+	if (f->old_segfd >= 0) {  /* rolled while this sync ran (seg_new) */
+		close(f->old_segfd);
+		f->old_segfd = -1;
+	}
 	if (f->closing) {
 		f->sync_busy = 0;
 		if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
@@ -731,6 +752,7 @@ void flush_futex_done(struct flusher *f, int res)
 	uint64_t now = mono();
 
 	f->futex_armed = 0;
+	f->announced = 0;
 	/* A quiet topic rolls no segment, so age-based retention also runs
 	 * here: the sleep is bounded (1 s), checks are at most a minute apart. */
 	if (f->conf.d.retain_age_ns && now - f->last_retain >= 60000000000ull) {
@@ -766,7 +788,7 @@ static struct flusher *fl_alloc(struct topic *t)
 	if (!f)
 		return NULL;
 	f->t = t;
-	f->dirfd = f->segfd = f->idxfd = -1;
+	f->dirfd = f->segfd = f->idxfd = f->old_segfd = -1;
 	f->last_sync = mono();
 	if (loop_flusher_add(f) < 0) {
 		free(f);
@@ -780,6 +802,8 @@ static void fl_free(struct flusher *f)
 	loop_flusher_del(f);
 	if (f->segfd >= 0)
 		close(f->segfd);
+	if (f->old_segfd >= 0)
+		close(f->old_segfd);
 	if (f->idxfd >= 0)
 		close(f->idxfd);
 	if (f->dirfd >= 0)

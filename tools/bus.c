@@ -47,17 +47,27 @@ static const struct command *find(const char *name)
 	return NULL;
 }
 
+static int run(int argc, char **argv, char **args);
+
 int main(int argc, char **argv)
 {
+	char **args = calloc((size_t)argc + 1, sizeof(*args));
+	int r;
+
+	if (!args)
+		return 1;
+	r = run(argc, argv, args);
+	free(args);
+	return r;
+}
+
+static int run(int argc, char **argv, char **args)
+{
 	const struct command *c;
-	char **args;
 	int n = 0;
 
 	cli.tty = isatty(1);
 	cli.cmd = "bus";
-	args = calloc((size_t)argc + 1, sizeof(*args));
-	if (!args)
-		return 1;
 	/* Global options may come anywhere before "--"; the rest is the
 	 * command's. */
 	for (int i = 1; i < argc; i++) {

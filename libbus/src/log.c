@@ -351,6 +351,29 @@ static int open_seg(struct bus_log *l, size_t i)
 	l->len = l->rec = 0;
 	log_name(name, sizeof(name), l->segs[i], ".log");
 	l->fd = openat(l->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (l->fd < 0 && errno == ENOENT && l->live) {
+		/* Retention removed it since we listed: go on with the first
+		 * segment after it; the events skipped are reported as a gap
+		 * (new_seg). */
+		uint64_t *segs, cur = l->segs[i];
+		size_t n, k = 0;
+
+		if (log_list(l->dirfd, &segs, &n) < 0)
+			return -errno;
+		while (k < n && segs[k] <= cur)
+			k++;
+		free(l->segs);
+		l->segs = segs;
+		l->nsegs = n;
+		l->new_seg = 1;
+		if (k == n) {
+			/* Nothing after it yet: next time start over from the
+			 * newest segment (events already read are skipped). */
+			l->seg = n ? n - 1 : 0;
+			return 0;
+		}
+		return open_seg(l, k);
+	}
 	if (l->fd < 0)
 		return bus_err(errno, "log %s/%s: %s", l->dir, name, strerror(errno));
 	r = read_full(l->fd, &fh, sizeof(fh), 0);
@@ -391,14 +414,14 @@ static int load_chunk(struct bus_log *l, uint64_t *expect)
 			struct stat st;
 
 			if (fstat(l->fd, &st) == 0 && (uint64_t)st.st_size == l->off) {
-				if (!last) {       /* on to the next segment */
+				if (!last && !l->live) {  /* on to the next segment */
 					close(l->fd);
 					l->fd = -1;
 					l->seg++;
 					l->new_seg = 1;
 					continue;
 				}
-				if (l->live) {     /* the flusher may have rolled */
+				if (l->live) {     /* rolled, or retention removed some */
 					uint64_t *segs, cur = l->segs[l->seg];
 					size_t n, i = 0;
 
