@@ -6,7 +6,8 @@
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make tsan       the suite under ThreadSanitizer
 #   make bench      benchmarks, peers and machine limits in one run
-#   make install    PREFIX=/usr/local DESTDIR= : header, libs, libbus.pc, man
+#   make install    PREFIX=/usr/local DESTDIR= : bus, busd, header, libs, libbus.pc,
+#                   man pages bus(1), libbus(3), busd(8)
 #   make uninstall
 
 VERSION  := 0.1.0
@@ -148,9 +149,10 @@ run: all
 # ---------------------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(PKGDIR) $(DESTDIR)$(MANDIR)/man3 \
-	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8
+	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1
 	install -m 0755 $(BUSD) $(DESTDIR)$(BINDIR)/busd
 	install -m 0755 $(BUSCLI) $(DESTDIR)$(BINDIR)/bus
+	install -m 0644 docs/man/bus.1 $(DESTDIR)$(MANDIR)/man1/bus.1
 	install -m 0644 docs/man/busd.8 $(DESTDIR)$(MANDIR)/man8/busd.8
 	install -m 0644 libbus/include/bus.h $(DESTDIR)$(INCDIR)/bus.h
 	install -m 0644 $(B)/libbus.a $(DESTDIR)$(LIBDIR)/libbus.a
@@ -167,7 +169,7 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libbus.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
 	      $(DESTDIR)$(LIBDIR)/libbus.so $(DESTDIR)$(PKGDIR)/libbus.pc \
 	      $(DESTDIR)$(MANDIR)/man3/libbus.3 $(DESTDIR)$(BINDIR)/busd $(DESTDIR)$(BINDIR)/bus \
-	      $(DESTDIR)$(MANDIR)/man8/busd.8
+	      $(DESTDIR)$(MANDIR)/man8/busd.8 $(DESTDIR)$(MANDIR)/man1/bus.1
 
 clean:
 	rm -rf build build-asan build-tsan
