@@ -211,12 +211,13 @@ static int log_dir_open(const char *topic, int create)
  */
 static void log_perms(struct flusher *f, int fd, int is_dir)
 {
-	uint32_t m = f->t->mode & 0666;
+	/* Only read bits for group and others: reading a topic lets a client
+	 * read its log, never change or delete it (producing does not either:
+	 * the log is busd's). The owner keeps read-write. */
+	uint32_t m = 0600 | (f->t->mode & 0044);
 
 	if (is_dir)
-		m |= 0700 | ((m & 0444) >> 2);
-	else
-		m |= 0600;
+		m |= 0100 | ((m & 0044) >> 2);
 	if (geteuid() == 0 && fchown(fd, f->t->uid, f->t->gid) < 0)
 		log_warn("'%s': cannot give its log to uid %u: %s", f->t->name, f->t->uid,
 			 strerror(errno));
@@ -645,7 +646,7 @@ void flush_write_done(struct flusher *f, int res)
 	f->pos = f->w_end;
 	f->seq = f->w_seq;
 	f->unsynced += f->w_total;
-	if (f->degraded)
+	if (f->degraded && !f->need_sync)
 		set_state(f, FLUSH_OK, 0);
 	topic_release_ref(t);
 	if (t->deleted) {
@@ -1121,10 +1122,10 @@ int flush_open(struct topic *t, int adopted)
 		f->seq = fseq;
 		set_state(f, FLUSH_DEGRADED, EILSEQ);
 	} else {
-		log_err("'%s': the log ends at event %llu but the ring no longer holds it (it "
-			"starts at %llu, flushed said %llu): events %llu..%llu are missing from "
+		log_err("'%s': the log ends at event %llu but the ring no longer holds what follows "
+			"(it starts at %llu, flushed said %llu): events %llu..%llu are missing from "
 			"the log; a new log segment starts at %llu", t->name,
-			(unsigned long long)next, (unsigned long long)tseq,
+			(unsigned long long)next - 1, (unsigned long long)tseq,
 			(unsigned long long)fseq, (unsigned long long)next,
 			(unsigned long long)fseq - 1, (unsigned long long)fseq);
 		f->pos = fpos;

@@ -734,15 +734,20 @@ static void recreate_durable(void)
 			continue;
 		snprintf(path, sizeof(path), "%s/log/%s", cfg.state_dir, e->d_name);
 		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			log_warn("not recreating '%s': cannot open %s: %s", e->d_name, path,
+				 strerror(errno));
 			continue;
+		}
 		if (conf_read(fd, &c) < 0) {
 			log_warn("%s: no readable topic.conf; not recreating '%s'", path, e->d_name);
 			close(fd);
 			continue;
 		}
-		if (log_open_fd(fd, path, &l) < 0)
+		if (log_open_fd(fd, path, &l) < 0) {
+			log_warn("not recreating '%s': %s", e->d_name, bus_errmsg());
 			continue;
+		}
 		memset(&li, 0, sizeof(li));
 		if (bus_log_info(l, &li) < 0) {
 			log_err("not recreating durable topic '%s': its log cannot be read: %s",

@@ -108,6 +108,8 @@ static int logdir_open(const char *arg, struct logdir *ld)
 		if (ld->dirfd < 0)
 			return lfail(arg, "%s", strerror(errno));
 	} else {
+		if (check_topic(arg) < 0)
+			return EXIT_USAGE;
 		if (!(ld->bus = cli_connect()))
 			return 1;
 		r = bus_log_attach(ld->bus, arg, &l);

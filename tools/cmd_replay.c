@@ -171,34 +171,11 @@ static int is_log_dir(const char *dir)
 	return access(path, F_OK) == 0;
 }
 
-/*
- * Position at the first event whose timestamp is >= ts: a binary search by
- * sequence number, one bus_log_seek() and one read per probe (about 20 for
- * a million events). Not bus_log_seek_time(): it positions at the right
- * chunk but expects the segment's first sequence number there, so any
- * chunk but a segment's first fails with "event N is missing" (log.c,
- * log_seek_time; reported). Timestamps that went backwards (a clock step)
- * give some boundary, not necessarily the first.
- */
+/* Position at the first event whose timestamp is >= ts. */
 static int seek_time(struct bus_log *l, const struct bus_log_info *li, uint64_t ts)
 {
-	uint64_t lo = li->first_seq, hi = li->next_seq;
-	struct bus_event ev;
-
-	while (lo < hi) {
-		uint64_t mid = lo + (hi - lo) / 2;
-		int r = bus_log_seek(l, mid);
-
-		if (r >= 0)
-			r = bus_log_next(l, &ev);
-		if (r < 0)
-			return r;
-		if (r == 0 || ev.ts_ns >= ts)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return bus_log_seek(l, lo);
+	(void)li;
+	return bus_log_seek_time(l, ts);
 }
 
 /*
@@ -322,6 +299,15 @@ static int run(struct job *j)
 		n = bus_log_next(l, &ev);
 		if (n == 0)
 			break;
+		if (n == -ENOBUFS) {
+			/* Events the log does not have (a crash lost them before
+			 * a sync, or retention removed them as we read): say so
+			 * and go on, as tail does for a lapped consumer. */
+			note("bus: %s %s: %llu events missing from the log (%llu..%llu)\n", cli.cmd,
+			     j->label, (unsigned long long)ev.lost, (unsigned long long)ev.seq,
+			     (unsigned long long)(ev.seq + ev.lost - 1));
+			continue;
+		}
 		if (n < 0) {
 			err = n;
 			break;

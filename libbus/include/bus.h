@@ -258,7 +258,9 @@ enum bus_from {
  * consumer reaches back into the log: OLDEST is the oldest event in the log,
  * SEQ and TIME may be older than the ring, and a consumer that falls a ring
  * behind continues from the log. The switch between log and ring is
- * invisible: one stream, in order, without gaps or duplicates. */
+ * invisible: one stream, in order, without duplicates. Events the log does
+ * not have (retention removed them, or a crash lost them before a sync) are
+ * reported as a gap (-ENOBUFS with ev->lost), as for a lapped consumer. */
 
 /* Consumer flags. */
 #define BUS_SUB_GATING 0x1u  /* the producer must not overwrite what this
@@ -472,7 +474,9 @@ int bus_log_seek(struct bus_log *log, uint64_t seq);
 /* Position at the first event whose timestamp is >= ts_ns. */
 int bus_log_seek_time(struct bus_log *log, uint64_t ts_ns);
 /* The next event: 1 (ev->data valid until the next call), 0 at the end
- * (for now, if following), -EBADMSG on a corrupt chunk, -errno. */
+ * (for now, if following), -ENOBUFS for events the log does not have
+ * (ev->seq, ev->lost; reading goes on after them), -EBADMSG on a corrupt
+ * chunk (repeated until a seek: reading stops there), -errno. */
 int bus_log_next(struct bus_log *log, struct bus_event *ev);
 /* follow = 1: the log is being written (a live topic): a short last chunk
  * is "not yet", not corruption, and new segments are picked up. */

@@ -612,28 +612,30 @@ int client_release(struct bus_link *l)
 			 * slot or lease and frees it when our pid exits... or
 			 * the watcher reclaimed it, and then this close is
 			 * owed. Try once; the hangup path covers the rest. */
-			int transport;
+			int transport, rr;
 
 			if (l->is_pub) {
 				struct req_topic q;
 
 				memset(&q, 0, sizeof(q));
 				put_name(&q.topic, l->topic);
-				exchange(b, OP_CLOSE_PUB, &q, sizeof(q), NULL, 0, NULL, NULL, NULL,
-					 &transport);
+				rr = exchange(b, OP_CLOSE_PUB, &q, sizeof(q), NULL, 0, NULL, NULL,
+					      NULL, &transport);
 			} else {
 				struct req_close_sub q;
 
 				memset(&q, 0, sizeof(q));
 				put_name(&q.topic, l->topic);
 				q.slot = l->slot;
-				exchange(b, OP_CLOSE_SUB, &q, sizeof(q), NULL, 0, NULL, NULL, NULL,
-					 &transport);
+				rr = exchange(b, OP_CLOSE_SUB, &q, sizeof(q), NULL, 0, NULL, NULL,
+					      NULL, &transport);
 			}
+			/* Only a success means busd freed the slot; an error
+			 * reply (it did not know the slot) leaves it to us. */
 			if (transport)
 				drop_fd(b);
 			else
-				done = 1;
+				done = rr == 0;
 		}
 		pthread_mutex_unlock(&b->lock);
 	}
@@ -655,8 +657,6 @@ BUS_EXPORT int bus_pub_attach(struct bus *b, const char *topic, struct bus_pub *
 	memset(&q, 0, sizeof(q));
 	put_name(&q.topic, topic);
 	q.slot = PROTO_NEW_SLOT;
-	if ((r = forked(b)) < 0)
-		return r;
 	if ((r = forked(b)) < 0)
 		return r;
 	if (!(l = link_new(b, topic, NULL, 1)))
@@ -715,8 +715,6 @@ BUS_EXPORT int bus_sub_attach(struct bus *b, const char *topic, const struct bus
 	put_name(&q.group, o.group);
 	q.flags = o.flags;
 	q.slot = PROTO_NEW_SLOT;
-	if ((r = forked(b)) < 0)
-		return r;
 	if ((r = forked(b)) < 0)
 		return r;
 	if (!(l = link_new(b, topic, o.group, 0)))

@@ -473,6 +473,9 @@ static int load_chunk(struct bus_log *l, uint64_t *expect)
 				return 0;
 			return corrupt(l, l->off, why);
 		}
+		if (l->off == LOG_HDR_SIZE && h.first_seq != l->segs[l->seg])
+			return corrupt(l, l->off, "the first chunk does not start at the sequence "
+				       "number the segment is named after");
 		if (*expect && h.first_seq != *expect && !l->new_seg)
 			return corrupt(l, l->off, "sequence numbers do not continue from the "
 				       "previous chunk");
@@ -571,7 +574,10 @@ static uint64_t idx_find(struct bus_log *l, size_t i, uint64_t key, int by_time)
 			break;
 		}
 		v = by_time ? e.first_ts : e.first_seq;
-		if (v <= key) {
+		/* By time: the last chunk that starts strictly before, so that
+		 * events with exactly that time in earlier chunks are not
+		 * skipped (min_ts then skips forward to the first of them). */
+		if (by_time ? v < key : v <= key) {
 			lo = mid + 1;
 			best = e.offset;
 		} else {
@@ -590,7 +596,7 @@ static uint64_t idx_find(struct bus_log *l, size_t i, uint64_t key, int by_time)
 		log_name(lname, sizeof(lname), l->segs[i], ".log");
 		lfd = openat(l->dirfd, lname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (lfd < 0 || read_full(lfd, &h, sizeof(h), best) != 1 ||
-		    log_chunk_hdr_check(&h, &why) < 0 || (by_time ? h.first_ts > key : h.first_seq > key))
+		    log_chunk_hdr_check(&h, &why) < 0 || (by_time ? h.first_ts >= key : h.first_seq > key))
 			best = LOG_HDR_SIZE;
 		if (lfd >= 0)
 			close(lfd);
@@ -658,7 +664,7 @@ static int log_seek_time(struct bus_log *l, uint64_t ts, uint64_t *min_ts)
 	while (lo < hi) {  /* first segment whose first event is after ts */
 		size_t mid = (lo + hi) / 2;
 
-		if (seg_first_ts(l, mid) <= ts)
+		if (seg_first_ts(l, mid) < ts)
 			lo = mid + 1;
 		else
 			hi = mid;
