@@ -504,6 +504,16 @@ void flush_kick(struct flusher *f)
 	head = at_load_acquire(&t->seg.hdr->head);  /* C1: pairs with the producer's P1 */
 	if (head <= f->pos) {
 		f->pending_since = 0;
+		/* A producer waiting (bus_pub_sync, or for room) under the
+		 * interval policy: sync now rather than at the interval. */
+		if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy &&
+		    at_load_relaxed(&t->seg.hdr->flush_req) ==
+			    at_load_relaxed(&t->seg.hdr->flush_gen)) {
+			f->sync_seq = f->seq;
+			f->sync_busy = 1;
+			f->unsynced = 0;
+			loop_flush_sync(f);
+		}
 		arm_sleep(f);
 		return;
 	}
@@ -600,6 +610,7 @@ void flush_write_done(struct flusher *f, int res)
 {
 	struct topic *t = f->t;
 	uint64_t now = mono();
+	int waiting;
 
 	if (f->closing) {  /* deleted while the write was in flight */
 		topic_release_ref(t);
@@ -666,9 +677,14 @@ void flush_write_done(struct flusher *f, int res)
 		return;
 	}
 	f->busy = 0;
+	/* Someone waits (bus_pub_sync, or for room): under the interval
+	 * policy, sync now instead of at the interval. Read before publish(),
+	 * whose wake changes flush_gen. */
+	waiting = at_load_relaxed(&t->seg.hdr->flush_req) ==
+		  at_load_relaxed(&t->seg.hdr->flush_gen);
 	publish(f, f->conf.d.fsync == BUS_FSYNC_NONE ? f->seq : 0);
 	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && !f->sync_busy &&
-	    (f->unsynced >= f->conf.d.fsync_bytes ||
+	    (waiting || f->unsynced >= f->conf.d.fsync_bytes ||
 	     now - f->last_sync >= f->conf.d.fsync_interval_ns)) {
 		f->sync_seq = f->seq;
 		f->sync_busy = 1;
