@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
 
@@ -179,6 +180,17 @@ int pin_cpu(int cpu);
  */
 int run_pair(int (*cons)(void *), int (*prod)(void *), void *arg,
 	     double timeout_s);
+
+/*
+ * Run fn in one child process, not pinned, at most timeout_s, then kill it.
+ * Returns 0 if it returned 0, -ETIMEDOUT or -ECHILD (see bench_err()).
+ * *cpu_s (may be NULL) gets the child's user + system CPU time.
+ */
+int run_one(int (*fn)(void *), void *arg, double timeout_s, double *cpu_s);
+
+/* CPU-seconds the kernel counted as busy, and as stolen, on all CPUs so
+ * far (/proc/stat, 10 ms ticks). */
+void cpu_busy(double *busy, double *steal);
 
 /*
  * Other load during a run_pair(): CPU time the kernel counted as busy on any
@@ -430,6 +442,8 @@ enum busd_step {
 	BS_DISCONNECT,    /* bus_disconnect */
 	BS_CYCLE,         /* connect + attach + close + disconnect */
 	BS_ATTACH,        /* bus_sub_attach on a connection kept open */
+	BS_MAP,           /* of which the client's mapping, no busd involved */
+	BS_UNMAP,         /* of bus_sub_close: the unmapping */
 	BS_N
 };
 
@@ -437,6 +451,9 @@ struct busd_attach_result {
 	uint64_t n;                              /* iterations of each loop */
 	struct lat_stats st[BUSD_RINGS][BS_N];
 	struct noise noise;
+	uint32_t leaked;      /* consumers bus_stat still counted after the first
+			       * two attach/close pairs (must be 0) */
+	uint32_t recreated;   /* topics deleted and created again because of it */
 };
 
 struct busd_mem {           /* /proc/PID/status, KiB */
@@ -482,5 +499,14 @@ int busd_mem(struct busd_proc *d, unsigned ntopics, struct busd_mem_result *r);
 int busd_attach(struct busd_proc *d, uint64_t n, struct busd_attach_result *r);
 int busd_rate(struct busd_proc *d, double round_s, int rounds, struct busd_rate_result *r);
 int busd_idle(struct busd_proc *d, double window_s, struct busd_idle_result *r);
+
+/* ------------------------------------------------------------------------ */
+/* Durable topics (durable.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+/* The "durable" group: a private busd with its log on the real disk;
+ * prints its tables, writes its CSV rows (section "durable") to csv (may
+ * be NULL). Returns the cases that failed; *missed gets the targets missed. */
+int run_durable(FILE *csv, int *missed);
 
 #endif /* BENCH_H */

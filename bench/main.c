@@ -4,9 +4,10 @@
  *
  *   bus-bench [--csv FILE] [--quick] [--no-bus] [--no-peers] [--only SECTIONS]
  *
- * SECTIONS is a comma list of tp, lat, limits, prod (default: all). The
- * targets are ratios between numbers measured in the same run, because a
- * shared VM's absolute numbers move from run to run; the ratios much less.
+ * SECTIONS is a comma list of tp, lat, limits, prod, busd, durable (default:
+ * all). The targets are ratios between numbers measured in the same run,
+ * because a shared VM's absolute numbers move from run to run; the ratios
+ * much less.
  * Exit status: 0 when every case ran and lost or garbled nothing it must
  * not; 1 otherwise (a missed performance target is reported, not fatal).
  */
@@ -736,6 +737,293 @@ static void run_ratios(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 6. busd, the control plane                                               */
+/* ------------------------------------------------------------------------ */
+
+#define ATTACH_TARGET_US 100.0
+#define MEM_TOPICS       1000u
+
+static const char *ring_label(uint64_t ring)
+{
+	static char buf[2][32];
+	static int i;
+
+	i ^= 1;
+	if (ring >= (1u << 20))
+		snprintf(buf[i], sizeof(buf[i]), "%llu MiB", (unsigned long long)(ring >> 20));
+	else
+		snprintf(buf[i], sizeof(buf[i]), "%llu KiB", (unsigned long long)(ring >> 10));
+	return buf[i];
+}
+
+/* One PASS/MISS line's verdict, counted with the ratios' misses. */
+static const char *verdict(const char *id, size_t bytes, int pass, double target,
+			   const char *metric, const char *unit)
+{
+	misses += !pass;
+	csv_row("busd", id, bytes, metric, target, unit);
+	csv_row("busd", id, bytes, "pass", pass, "bool");
+	return pass ? "PASS" : "MISS";
+}
+
+static void busd_mem_rows(const struct busd_mem_result *m)
+{
+	static const char *ids[] = { "fresh", "before", "after" };
+	const struct busd_mem *v[] = { &m->fresh, &m->before, &m->after };
+	char label[80];
+	double n = m->topics, scale = (double)MEM_TOPICS / n;
+	double per[4] = {
+		(double)(m->after.rss - m->before.rss) / n,
+		(double)(m->after.anon - m->before.anon) / n,
+		(double)(m->after.file - m->before.file) / n,
+		(double)(m->after.shmem - m->before.shmem) / n,
+	};
+
+	printf("%-50s %10s %10s %10s %10s\n", "busd memory, /proc/PID/status (KiB)", "VmRSS",
+	       "RssAnon", "RssFile", "RssShmem");
+	for (int i = 0; i < 3; i++) {
+		static const char *what[] = { "just started, no client", "one client connected" };
+
+		if (i == 2)
+			snprintf(label, sizeof(label), "after %u topics of %s", m->topics,
+				 ring_label(m->ring));
+		printf("%-50s %10ld %10ld %10ld %10ld\n", i == 2 ? label : what[i], v[i]->rss,
+		       v[i]->anon, v[i]->file, v[i]->shmem);
+	}
+	printf("%-50s %10.2f %10.2f %10.2f %10.2f\n", "per topic (after - connected) / topics",
+	       per[0], per[1], per[2], per[3]);
+	if (m->topics != MEM_TOPICS) {
+		snprintf(label, sizeof(label), "SCALED to %u topics (not measured)", MEM_TOPICS);
+		printf("%-50s %10.0f %10.0f %10.0f %10.0f\n", label,
+		       (double)m->before.rss + per[0] * MEM_TOPICS,
+		       (double)m->before.anon + per[1] * MEM_TOPICS,
+		       (double)m->before.file + per[2] * MEM_TOPICS,
+		       (double)m->before.shmem + per[3] * MEM_TOPICS);
+		printf("(quick run: %u topics measured; the SCALED line is the per-topic figure x %u "
+		       "added to the connected busd, x%.0f)\n", m->topics, MEM_TOPICS, scale);
+	}
+	printf("bus_create round trip, mean over the %u creates: %.1f us\n", m->topics, m->create_us);
+	for (int i = 0; i < 3; i++) {
+		csv_row("busd", ids[i], 0, "vmrss_kib", (double)v[i]->rss, "KiB");
+		csv_row("busd", ids[i], 0, "rss_anon_kib", (double)v[i]->anon, "KiB");
+		csv_row("busd", ids[i], 0, "rss_file_kib", (double)v[i]->file, "KiB");
+		csv_row("busd", ids[i], 0, "rss_shmem_kib", (double)v[i]->shmem, "KiB");
+	}
+	csv_row("busd", "mem_per_topic", m->ring, "topics", n, "topics");
+	csv_row("busd", "mem_per_topic", m->ring, "vmrss_kib", per[0], "KiB");
+	csv_row("busd", "mem_per_topic", m->ring, "rss_anon_kib", per[1], "KiB");
+	csv_row("busd", "mem_per_topic", m->ring, "rss_file_kib", per[2], "KiB");
+	csv_row("busd", "mem_per_topic", m->ring, "rss_shmem_kib", per[3], "KiB");
+	csv_row("busd", "create", m->ring, "mean_us", m->create_us, "us");
+}
+
+static void busd_attach_rows(const struct busd_attach_result *a)
+{
+	static const struct {
+		enum busd_step step;
+		const char *id, *label;
+		int target;
+	} rows[] = {
+		{ BS_CONNECT,      "connect",        "bus_connect", 0 },
+		{ BS_ATTACH,       "attach",         "bus_sub_attach, connection kept open", 1 },
+		{ BS_MAP,          "map",            "  of which mapping the segment*", 0 },
+		{ BS_ATTACH_FRESH, "attach_fresh",   "bus_sub_attach, new connection", 0 },
+		{ BS_CONN_ATTACH,  "connect_attach", "bus_connect + bus_sub_attach", 1 },
+		{ BS_CLOSE,        "close",          "bus_sub_close", 0 },
+		{ BS_UNMAP,        "unmap",          "  of which unmapping it*", 0 },
+		{ BS_DISCONNECT,   "disconnect",     "bus_disconnect", 0 },
+		{ BS_CYCLE,        "cycle",          "connect+attach+close+disconnect", 0 },
+	};
+
+	printf("%-50s %8s %8s %8s %8s %10s %6s\n", "consumer attach, us", "p50", "p99", "mean",
+	       "max", "target", "result");
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		for (int k = 0; k < BUSD_RINGS; k++) {
+			const struct lat_stats *st = &a->st[k][rows[i].step];
+			char label[96], tgt[16] = "", id[48];
+			const char *res = "";
+
+			snprintf(label, sizeof(label), "%s, %s ring", rows[i].label,
+				 ring_label(busd_ring[k]));
+			snprintf(id, sizeof(id), "attach_%s", rows[i].id);
+			if (rows[i].target) {
+				snprintf(tgt, sizeof(tgt), "<= %.0f", ATTACH_TARGET_US);
+				res = verdict(id, busd_ring[k], st->p50 <= ATTACH_TARGET_US * 1e3,
+					      ATTACH_TARGET_US * 1e3, "target_p50_max_ns", "ns");
+			}
+			printf("%-50s %8.1f %8.1f %8.1f %8.1f %10s %6s\n", label, st->p50 / 1e3,
+			       st->p99 / 1e3, st->mean / 1e3, st->max / 1e3, tgt, res);
+			lat_csv("busd", id, busd_ring[k], st);
+		}
+	}
+	printf("(%llu of each, after 20 warm-up; the rings alternate within each iteration; a "
+	       "consumer maps the ring twice, with MAP_POPULATE; * the library's seg_attach_fds "
+	       "and seg_detach timed alone, on descriptors opened by the client, no busd)%s\n",
+	       (unsigned long long)a->n, noise_note("attach", 0, "busd", &a->noise));
+}
+
+static void busd_rate_rows(const struct busd_rate_result *r)
+{
+	static const char *ids[] = { "ping", "stat" };
+	static const char *names[] = { "bus_ping", "bus_stat" };
+
+	printf("%-50s %9s %8s %8s %9s %8s %8s\n", "control round trips, one connection", "req/s",
+	       "p50 us", "p99 us", "raw req/s", "raw p50", "busd/raw");
+	for (int k = 0; k < BR_N; k++) {
+		double ratio[BENCH_MAX_REPS], busd = median((double *)r->busd[k], r->rounds);
+		double raw = median((double *)r->raw[k], r->rounds), q;
+		char label[96];
+
+		for (int i = 0; i < r->rounds; i++)
+			ratio[i] = r->busd[k][i] / r->raw[k][i];
+		q = median(ratio, r->rounds);
+		snprintf(label, sizeof(label), "%s (%zu B request, %zu B reply)", names[k],
+			 r->req_len[k], r->rep_len[k]);
+		printf("%-50s %9.0f %8.1f %8.1f %9.0f %8.1f %7.3fx\n", label, busd,
+		       r->busd_rtt[k].p50 / 1e3, r->busd_rtt[k].p99 / 1e3, raw,
+		       r->raw_rtt[k].p50 / 1e3, q);
+		csv_row("busd", ids[k], r->req_len[k], "round_trips_per_s", busd, "1/s");
+		for (int i = 0; i < r->rounds; i++) {
+			char m[40];
+
+			snprintf(m, sizeof(m), "round_trips_per_s_round%d", i + 1);
+			csv_row("busd", ids[k], r->req_len[k], m, r->busd[k][i], "1/s");
+			snprintf(m, sizeof(m), "raw_round_trips_per_s_round%d", i + 1);
+			csv_row("busd", ids[k], r->req_len[k], m, r->raw[k][i], "1/s");
+		}
+		csv_row("busd", ids[k], r->req_len[k], "raw_round_trips_per_s", raw, "1/s");
+		csv_row("busd", ids[k], r->req_len[k], "busd_over_raw", q, "ratio");
+		csv_row("busd", ids[k], r->req_len[k], "p50_ns", r->busd_rtt[k].p50, "ns");
+		csv_row("busd", ids[k], r->req_len[k], "p99_ns", r->busd_rtt[k].p99, "ns");
+		csv_row("busd", ids[k], r->req_len[k], "raw_p50_ns", r->raw_rtt[k].p50, "ns");
+		csv_row("busd", ids[k], r->req_len[k], "raw_p99_ns", r->raw_rtt[k].p99, "ns");
+	}
+	printf("(median of %d rounds of %.2f s each way; raw: the same bytes over "
+	       "socketpair(AF_UNIX, SOCK_SEQPACKET) to an echo process, blocking recv/send; "
+	       "busd/raw: median of the per-round ratios)%s\n", r->rounds, r->round_s,
+	       noise_note("rate", 0, "busd", &r->noise));
+}
+
+static void busd_idle_rows(const struct busd_idle_result *r)
+{
+	static const char *ids[] = { "idle_none", "idle_client", "idle_named" };
+	static const char *labels[] = { "no client", "one idle client, no topic open",
+					"one idle client + named consumer attached" };
+
+	printf("%-50s %8s %8s %10s %9s %10s %6s\n", "busd CPU while idle", "window", "ticks",
+	       "on-CPU us", "switches", "target", "result");
+	for (int i = 0; i < BI_N; i++) {
+		const struct busd_idle *w = &r->w[i];
+
+		if (!r->ok[i]) {
+			printf("%-50s %8s\n", labels[i], "n/a");
+			continue;
+		}
+		printf("%-50s %6.2f s %8ld %10.1f %9llu %10s %6s\n", labels[i], w->window_s,
+		       w->ticks, (double)w->run_ns / 1e3, (unsigned long long)w->switches,
+		       "== 0 ticks", verdict(ids[i], 0, w->ticks == 0, 0, "target_ticks", "ticks"));
+		csv_row("busd", ids[i], 0, "window_s", w->window_s, "s");
+		csv_row("busd", ids[i], 0, "ticks", (double)w->ticks, "ticks");
+		csv_row("busd", ids[i], 0, "on_cpu_ns", (double)w->run_ns, "ns");
+		csv_row("busd", ids[i], 0, "context_switches", (double)w->switches, "switches");
+	}
+	printf("(ticks: utime + stime of /proc/PID/stat, 1/%ld s; on-CPU: schedstat of its "
+	       "threads; a named consumer arms busd's 1 s cursor-persist timer)\n",
+	       sysconf(_SC_CLK_TCK));
+}
+
+/* busd died during a step: said once, then the section ends. */
+static int busd_gone(struct busd_proc *d)
+{
+	if (!d->pid)
+		return 1;   /* the step that noticed reported it */
+	if (!busd_check(d))
+		return 0;
+	report_error("busd", -ESRCH);
+	return 1;
+}
+
+static void run_busd(void)
+{
+	struct busd_proc d;
+	struct busd_mem_result mem;
+	struct busd_attach_result att;
+	struct busd_rate_result rate;
+	struct busd_idle_result idle;
+	uint64_t n = cfg.quick ? 300 : 2000;
+	unsigned ntopics = cfg.quick ? 200 : MEM_TOPICS;
+	double idle_s = cfg.quick ? 1.0 : 2.0, round_s = cfg.quick ? 0.1 : 0.5;
+	int rc;
+
+	printf("\n== 6. busd, the control plane: a private busd, nothing pinned (%ld CPUs) ==\n",
+	       sysconf(_SC_NPROCESSORS_ONLN));
+	fflush(stdout);
+	rc = busd_start(&d);
+	if (rc) {
+		report_error("starting busd", rc);
+		busd_stop(&d);
+		return;
+	}
+	printf("busd %s, pid %d, READY=1 %.1f ms after fork; directories %s\n", d.bin,
+	       (int)d.pid, d.start_ms, d.root);
+	csv_row("busd", "start", 0, "ready_ms", d.start_ms, "ms");
+	fflush(stdout);
+
+	rc = busd_mem(&d, ntopics, &mem);
+	if (rc)
+		report_error("busd memory", rc);
+	else
+		busd_mem_rows(&mem);
+	fflush(stdout);
+	if (busd_gone(&d))
+		goto stop;
+
+	rc = busd_attach(&d, n, &att);
+	noise_add(&total_noise, &att.noise);
+	if (rc)
+		report_error("busd attach", rc);
+	else
+		busd_attach_rows(&att);
+	csv_row("busd", "attach", 0, "slots_left_taken", att.leaked, "slots");
+	if (att.leaked) {
+		/* A bug, not a number: the figures above were taken on topics
+		 * created again every 32 iterations to work around it. */
+		errors++;
+		printf("  !! bus_sub_close does not free the consumer slot: after 2 attach/close "
+		       "pairs, bus_stat counts %u consumer(s) on the topic; the topics were "
+		       "deleted and created again %u times to keep measuring (a long-lived "
+		       "client gets -EUSERS after %u attaches)\n", att.leaked, att.recreated,
+		       BUS_CONSUMERS_DEFAULT);
+	}
+	fflush(stdout);
+	if (busd_gone(&d))
+		goto stop;
+
+	rc = busd_rate(&d, round_s, 3, &rate);
+	noise_add(&total_noise, &rate.noise);
+	if (rc)
+		report_error("busd control round trips", rc);
+	else
+		busd_rate_rows(&rate);
+	fflush(stdout);
+	if (busd_gone(&d))
+		goto stop;
+
+	rc = busd_idle(&d, idle_s, &idle);
+	if (rc)
+		report_error("busd idle CPU", rc);
+	busd_idle_rows(&idle);
+	fflush(stdout);
+stop:
+	rc = busd_stop(&d);
+	if (rc) {
+		errors++;
+		printf("  !! stopping busd FAILED: %s\n", bench_err());
+		bench_err_clear();
+	}
+}
+
+/* ------------------------------------------------------------------------ */
 /* main                                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -775,7 +1063,7 @@ static void usage(FILE *f, int status)
 		"  --quick        every case ~5x shorter (also BENCH_QUICK=1)\n"
 		"  --no-bus       only the peers and the machine limits\n"
 		"  --no-peers     only bus and the machine limits (no pipe, socket, ZeroMQ)\n"
-		"  --only LIST    comma list of tp, lat, limits, prod (default: all)\n"
+		"  --only LIST    comma list of tp, lat, limits, prod, busd, durable (default: all)\n"
 		"exit status: 0 ok, 1 a case failed (lost/garbled data, hang, error), 2 usage\n");
 	exit(status);
 }
@@ -848,7 +1136,16 @@ int main(int argc, char **argv)
 		run_producer();
 		placement_check("end");
 	}
-	run_ratios();
+	if (want(only, "tp") || want(only, "lat") || want(only, "limits") || want(only, "prod"))
+		run_ratios();
+	if (want(only, "busd") && !cfg.no_bus)
+		run_busd();
+	if (want(only, "durable") && !cfg.no_bus) {
+		int missed = 0;
+
+		errors += run_durable(csv, &missed);
+		misses += missed;
+	}
 	printf("\nother load during the measurements: %.2f CPU-s of other processes, %.2f CPU-s "
 	       "stolen, over %.1f s (%.1f%% of one CPU)\n", total_noise.other_s,
 	       total_noise.steal_s, total_noise.wall_s, 100 * noise_frac(&total_noise));
