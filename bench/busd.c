@@ -5,8 +5,9 @@
  *
  *   memory   busd's RSS before and after creating many small topics;
  *   attach   bus_connect, bus_sub_attach, bus_sub_close, bus_disconnect,
- *            each timed, for the default 1 MiB ring and a 64 KiB ring (the
- *            consumer maps the ring with MAP_POPULATE: size matters);
+ *            each timed, for the default 1 MiB ring and a 64 KiB ring (a
+ *            consumer maps the ring twice: if it prefaults it, size
+ *            matters), and the library's mapping step alone;
  *   rate     bus_ping and bus_stat round trips per second on one
  *            connection, against a bare SOCK_SEQPACKET socketpair echo
  *            moving the same bytes, round by round;
@@ -662,8 +663,8 @@ static int topic_seg_file(const struct busd_proc *d, const char *topic, char *ou
 /*
  * What bus_sub_attach does after busd's reply, alone: seg_attach_fds() as a
  * consumer (validate the header, map the consumer area, map the ring twice,
- * MAP_POPULATE), and seg_detach() as bus_sub_close does. On descriptors
- * opened here, so busd takes no part.
+ * prefaulted or not as libbus decides), and seg_detach() as bus_sub_close
+ * does. On descriptors opened here, so busd takes no part.
  */
 static int map_only(const struct busd_proc *d, int k, uint64_t n, int64_t *map, int64_t *unmap)
 {
