@@ -874,6 +874,26 @@ static int open_fd(const char *name, const char *suffix, int flags)
 	return openat(cfg.shm_dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* Fresh descriptors of a topic's two files for a client: the segment with
+ * `flags` (read-write for a producer, read-only for a consumer), the
+ * consumer area read-write. Fresh, because a flock belongs to the open
+ * file description (see the top of this file). */
+static int open_pair(const char *name, int flags, int *fd, int *cfd, struct reply *r)
+{
+	int e;
+
+	*fd = open_fd(name, "", flags);
+	*cfd = open_fd(name, CONS_SUFFIX, O_RDWR);
+	if (*fd >= 0 && *cfd >= 0)
+		return 0;
+	e = errno;
+	if (*fd >= 0)
+		close(*fd);
+	if (*cfd >= 0)
+		close(*cfd);
+	return rep_err(r, e, "topic '%s': cannot open its segment: %s", name, strerror(e));
+}
+
 int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 {
 	char name[PROTO_NAME_MAX + 1], path[4400];
@@ -1072,18 +1092,8 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 		if (t->lease || t->lease_pidfd >= 0)
 			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d)", name,
 				       t->lease ? (int)t->lease->pid : (int)t->lease_pid);
-		fd = open_fd(name, "", O_RDWR);
-		cfd = open_fd(name, CONS_SUFFIX, O_RDWR);
-		if (fd < 0 || cfd < 0) {
-			int e = errno;
-
-			if (fd >= 0)
-				close(fd);
-			if (cfd >= 0)
-				close(cfd);
-			return rep_err(r, e, "topic '%s': cannot open its segment: %s", name,
-				       strerror(e));
-		}
+		if (open_pair(name, O_RDWR, &fd, &cfd, r) < 0)
+			return r->status;
 		/* Someone who opened the segment directly (bus_pub_open) may
 		 * hold the kernel lock without busd's lease. */
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -1234,18 +1244,8 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 		s = (int)q->slot;
 		unwatch(&t->slots[s].pidfd, &t->slots[s].watch);
 	} else {
-		fd = open_fd(name, "", O_RDONLY);
-		cfd = open_fd(name, CONS_SUFFIX, O_RDWR);
-		if (fd < 0 || cfd < 0) {
-			int e = errno;
-
-			if (fd >= 0)
-				close(fd);
-			if (cfd >= 0)
-				close(cfd);
-			return rep_err(r, e, "topic '%s': cannot open its segment: %s", name,
-				       strerror(e));
-		}
+		if (open_pair(name, O_RDONLY, &fd, &cfd, r) < 0)
+			return r->status;
 		s = slot_reserve(t, c->pid);
 		if (s < 0) {
 			close(fd);
