@@ -856,9 +856,9 @@ static void busd_attach_rows(const struct busd_attach_result *a)
 			lat_csv("busd", id, busd_ring[k], st);
 		}
 	}
-	printf("(%llu of each, after 20 warm-up; the rings alternate within each iteration; a "
-	       "consumer maps the ring twice, with MAP_POPULATE; * the library's seg_attach_fds "
-	       "and seg_detach timed alone, on descriptors opened by the client, no busd)%s\n",
+	printf("(%llu of each, after 20 warm-up; the rings alternate within each iteration; "
+	       "* the library's seg_attach_fds and seg_detach timed alone, on descriptors opened "
+	       "by the client, no busd)%s\n",
 	       (unsigned long long)a->n, noise_note("attach", 0, "busd", &a->noise));
 }
 
