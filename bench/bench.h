@@ -415,20 +415,28 @@ int bus_cons_cost(double *ns_per_event);
  * directories in one mkdtemp directory under /dev/shm. */
 struct busd_proc {
 	pid_t pid;          /* 0 when not running */
-	char root[96];      /* the mkdtemp directory ("" before it exists) */
+	char root[96];      /* mkdtemp under /dev/shm: bus, shm, busd.err ("" before) */
+	char disk[96];      /* a second mkdtemp for the state, if asked for ("" if not) */
 	char bus[128];      /* root/bus: the address for bus_connect */
+	char shm[128];      /* root/shm: the segments */
+	char state[128];    /* root/state, or disk/state */
 	char bin[4096];
 	double start_ms;    /* fork to READY=1 */
 };
 
-/* Start busd and wait for READY=1 on $NOTIFY_SOCKET (10 s at most). */
-int busd_start(struct busd_proc *d);
+/* Start busd and wait for READY=1 on $NOTIFY_SOCKET (10 s at most). tag
+ * names the directories (bus-bench-PID-TAG.XXXXXX); state_under, if not
+ * NULL, puts the state (durable topics' logs) in a directory of its own
+ * there (a real disk, say); cpu >= 0 pins busd and its threads to it. */
+int busd_start(struct busd_proc *d, const char *tag, const char *state_under, int cpu);
 /* 0 while busd runs; -ESRCH (with bench_err()) once it has exited. */
 int busd_check(struct busd_proc *d);
-/* SIGTERM, wait 5 s (then SIGKILL), remove the directories. Returns busd's
+/* SIGTERM, wait 10 s (then SIGKILL), remove the directories. Returns busd's
  * exit status (0: a clean stop), 128 + signal, or -errno; safe after a
  * failed start. */
 int busd_stop(struct busd_proc *d);
+/* The last lines busd wrote to stderr, joined (a static buffer). */
+const char *busd_said(const struct busd_proc *d);
 
 #define BUSD_RINGS 2
 extern const uint64_t busd_ring[BUSD_RINGS];  /* the default 1 MiB, 64 KiB */

@@ -46,7 +46,7 @@
 #include "bench.h"
 
 #define READY_TIMEOUT_MS 10000
-#define STOP_TIMEOUT_MS  5000
+#define STOP_TIMEOUT_MS  10000  /* a durable busd syncs its logs on SIGTERM */
 #define SETTLE_NS        100000000ull   /* let busd finish a hangup first */
 #define WARMUP           20
 
@@ -71,7 +71,7 @@ static void sleep_ns(uint64_t ns)
 /* ------------------------------------------------------------------------ */
 
 /* The last line or so busd wrote to stderr: the reason it gave up. */
-static const char *busd_said(const struct busd_proc *d)
+const char *busd_said(const struct busd_proc *d)
 {
 	static char buf[400];
 	char path[160];
@@ -155,10 +155,34 @@ static int find_busd(struct busd_proc *d)
 	return 0;
 }
 
-int busd_start(struct busd_proc *d)
+/* mkdtemp under `under`, registered for removal with no signal in between. */
+static int make_root(char *buf, size_t len, const char *under, const char *tag)
+{
+	sigset_t stop, old;
+	int rc = 0;
+
+	snprintf(buf, len, "%s/bus-bench-%d-%s.XXXXXX", under, (int)getpid(), tag);
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
+	sigprocmask(SIG_BLOCK, &stop, &old);
+	if (mkdtemp(buf))
+		cleanup_add_tree(buf);
+	else
+		rc = -errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		child_fail("mkdtemp %s: %s", buf, strerror(-rc));
+		buf[0] = 0;
+	}
+	return rc;
+}
+
+int busd_start(struct busd_proc *d, const char *tag, const char *state_under, int cpu)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char shm[128], state[128], err[128], notify[128], buf[256];
+	char err[128], notify[128], buf[256];
 	sigset_t stop, old;
 	uint64_t t0, deadline;
 	int ns, rc, st;
@@ -167,31 +191,18 @@ int busd_start(struct busd_proc *d)
 	memset(d, 0, sizeof(*d));
 	if ((rc = find_busd(d)))
 		return rc;
-	snprintf(d->root, sizeof(d->root), "/dev/shm/bus-bench-%d-busd.XXXXXX", (int)getpid());
-	/* No signal between creating the directory and registering it. */
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stop, &old);
-	if (mkdtemp(d->root))
-		cleanup_add_tree(d->root);
-	else
-		rc = -errno;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (rc) {
-		child_fail("mkdtemp %s: %s", d->root, strerror(-rc));
-		d->root[0] = 0;
+	if ((rc = make_root(d->root, sizeof(d->root), "/dev/shm", tag)))
 		return rc;
-	}
+	if (state_under && (rc = make_root(d->disk, sizeof(d->disk), state_under, tag)))
+		return rc;
 	snprintf(d->bus, sizeof(d->bus), "%s/bus", d->root);
-	snprintf(shm, sizeof(shm), "%s/shm", d->root);
-	snprintf(state, sizeof(state), "%s/state", d->root);
+	snprintf(d->shm, sizeof(d->shm), "%s/shm", d->root);
+	snprintf(d->state, sizeof(d->state), "%s/state", state_under ? d->disk : d->root);
 	snprintf(err, sizeof(err), "%s/busd.err", d->root);
 	snprintf(notify, sizeof(notify), "%s/notify", d->root);
-	if (mkdir(shm, 0700) < 0) {
+	if (mkdir(d->shm, 0700) < 0 || mkdir(d->state, 0700) < 0) {
 		rc = -errno;
-		child_fail("mkdir %s: %s", shm, strerror(-rc));
+		child_fail("mkdir %s or %s: %s", d->shm, d->state, strerror(-rc));
 		return rc;
 	}
 
@@ -206,6 +217,10 @@ int busd_start(struct busd_proc *d)
 		return rc;
 	}
 
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGHUP);
 	fflush(NULL);
 	t0 = now_ns();
 	sigprocmask(SIG_BLOCK, &stop, &old);   /* until busd is registered */
@@ -223,6 +238,8 @@ int busd_start(struct busd_proc *d)
 		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (cpu >= 0)  /* before exec: busd and every thread it creates */
+			pin_cpu(cpu);
 		/* What bus-bench changed for itself must not reach busd: the
 		 * blocked SIGCHLD, the ignored SIGPIPE (SIG_IGN survives exec),
 		 * the CSV and other descriptors. */
@@ -241,8 +258,9 @@ int busd_start(struct busd_proc *d)
 			dup2(efd, 2);
 		close_range(3, ~0u, 0);
 		setenv("NOTIFY_SOCKET", notify, 1);
-		execl(d->bin, d->bin, "--bus", d->bus, "--shm", shm, "--state", state,
-		      (char *)NULL);
+		/* Its log to stderr only (busd.err): not on a measured disk. */
+		execl(d->bin, d->bin, "--bus", d->bus, "--shm", d->shm, "--state", d->state,
+		      "--log-file", "-", (char *)NULL);
 		_exit(127);
 	}
 	d->pid = pid;
@@ -326,15 +344,19 @@ int busd_stop(struct busd_proc *d)
 		d->pid = 0;
 		cleanup_set_daemon(0);
 	}
-	if (d->root[0]) {
-		int e = rm_tree(d->root);
+	for (int i = 0; i < 2; i++) {
+		char *root = i ? d->disk : d->root;
+		int e;
 
-		cleanup_done_tree(d->root);
+		if (!root[0])
+			continue;
+		e = rm_tree(root);
+		cleanup_done_tree(root);
 		if (e && !rc) {
-			child_fail("cannot remove %s: %s", d->root, strerror(-e));
+			child_fail("cannot remove %s: %s", root, strerror(-e));
 			rc = e;
 		}
-		d->root[0] = 0;
+		root[0] = 0;
 	}
 	return rc;
 }

@@ -91,8 +91,6 @@
 #define STALL_NS         100000000.0       /* a publish this long is a stall */
 #define SEEKS            1000u
 #define TYPE_DATA        1u
-#define READY_MS         10000
-#define STOP_MS          10000
 #define THROUGHPUT_TARGET 0.9
 #define REPLAY_TARGET    0.5
 #define SEEK_TARGET_NS   1000000.0
@@ -120,14 +118,6 @@ static void csv_row(const char *name, size_t bytes, const char *metric, double v
 		fprintf(csv, "durable,%s,%zu,%s,%.10g,%s\n", name, bytes, metric, value, unit);
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* ------------------------------------------------------------------------ */
 /* busd on two private directories                                          */
 /* ------------------------------------------------------------------------ */
@@ -138,52 +128,16 @@ static void sleep_ms(unsigned ms)
  * a directory under DISK_DIR. Both are registered for cleanup before
  * anything is put in them, and busd before it runs.
  */
-struct dur_busd {
-	pid_t pid;
-	char ram[96];        /* /dev/shm/bus-bench-PID-durable.XXXXXX */
-	char disk[96];       /* DISK_DIR/bus-bench-PID-durable.XXXXXX */
-	char bus[128];       /* ram/bus */
-	char shm[128];       /* ram/shm */
-	char state[128];     /* disk/state: the logs are state/log/TOPIC */
-	char bin[PATH_MAX];
-	double ready_ms;
-};
-
-static const char *busd_tail(const struct dur_busd *d)
-{
-	static char buf[400];
-	char path[160];
-	ssize_t n = 0;
-	off_t end;
-	int fd;
-
-	buf[0] = 0;
-	snprintf(path, sizeof(path), "%s/busd.err", d->ram);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return buf;
-	end = lseek(fd, 0, SEEK_END);
-	if (end > 0)
-		n = pread(fd, buf, sizeof(buf) - 1,
-			  end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0);
-	close(fd);
-	buf[n > 0 ? n : 0] = 0;
-	for (char *c = buf; *c; c++)
-		if (*c == '\n')
-			*c = ' ';
-	return buf;
-}
-
 /* The lines busd wrote to stderr that name 'topic', joined (the last
  * ~600 bytes of them). */
-static const char *busd_lines(const struct dur_busd *d, const char *topic)
+static const char *busd_lines(const struct busd_proc *d, const char *topic)
 {
 	static char out[600];
 	char path[160], line[512], quoted[80];
 	FILE *f;
 
 	out[0] = 0;
-	snprintf(path, sizeof(path), "%s/busd.err", d->ram);
+	snprintf(path, sizeof(path), "%s/busd.err", d->root);
 	snprintf(quoted, sizeof(quoted), "'%s'", topic);
 	f = fopen(path, "r");
 	if (!f)
@@ -207,228 +161,6 @@ static const char *busd_lines(const struct dur_busd *d, const char *topic)
 	}
 	fclose(f);
 	return out[0] ? out : "(busd said nothing about it)";
-}
-
-static int make_root(char *buf, size_t len, const char *under)
-{
-	sigset_t stop, old;
-	int rc = 0;
-
-	snprintf(buf, len, "%s/bus-bench-%d-durable.XXXXXX", under, (int)getpid());
-	/* No signal between creating the directory and registering it. */
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stop, &old);
-	if (mkdtemp(buf))
-		cleanup_add_tree(buf);
-	else
-		rc = -errno;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	if (rc) {
-		child_fail("mkdtemp %s: %s", buf, strerror(-rc));
-		buf[0] = 0;
-	}
-	return rc;
-}
-
-/* BUILD/bench/bus-bench -> BUILD/bin/busd */
-static int find_busd(char *bin, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return child_fail("readlink /proc/self/exe: %s", strerror(errno)), -ENOENT;
-	self[n] = 0;
-	for (int up = 0; up < 2; up++) {
-		char *slash = strrchr(self, '/');
-
-		if (!slash)
-			return child_fail("cannot place %s in a build directory", self), -ENOENT;
-		*slash = 0;
-	}
-	if ((size_t)snprintf(bin, len, "%s/bin/busd", self) >= len)
-		return -ENAMETOOLONG;
-	if (access(bin, X_OK) < 0) {
-		int e = errno;
-
-		child_fail("no busd at %s (%s): `make` builds it", bin, strerror(e));
-		return -e;
-	}
-	return 0;
-}
-
-static int dur_busd_start(struct dur_busd *d)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	char notify[160], err[160], buf[256];
-	sigset_t stop, old;
-	uint64_t t0, deadline;
-	int ns, rc, st;
-	pid_t pid;
-
-	memset(d, 0, sizeof(*d));
-	if ((rc = find_busd(d->bin, sizeof(d->bin))))
-		return rc;
-	if ((rc = make_root(d->ram, sizeof(d->ram), "/dev/shm")))
-		return rc;
-	if ((rc = make_root(d->disk, sizeof(d->disk), DISK_DIR)))
-		return rc;
-	snprintf(d->bus, sizeof(d->bus), "%s/bus", d->ram);
-	snprintf(d->shm, sizeof(d->shm), "%s/shm", d->ram);
-	snprintf(d->state, sizeof(d->state), "%s/state", d->disk);
-	snprintf(err, sizeof(err), "%s/busd.err", d->ram);
-	snprintf(notify, sizeof(notify), "%s/notify", d->ram);
-	if (mkdir(d->shm, 0700) < 0 || mkdir(d->state, 0700) < 0) {
-		rc = -errno;
-		child_fail("mkdir in %s / %s: %s", d->ram, d->disk, strerror(-rc));
-		return rc;
-	}
-	ns = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	memcpy(sa.sun_path, notify, strlen(notify) + 1);
-	if (ns < 0 || bind(ns, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		child_fail("notify socket %s: %s", notify, strerror(errno));
-		if (ns >= 0)
-			close(ns);
-		return rc;
-	}
-	sigemptyset(&stop);
-	sigaddset(&stop, SIGINT);
-	sigaddset(&stop, SIGTERM);
-	sigaddset(&stop, SIGHUP);
-	fflush(NULL);
-	t0 = now_ns();
-	sigprocmask(SIG_BLOCK, &stop, &old);   /* until busd is registered */
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		sigprocmask(SIG_SETMASK, &old, NULL);
-		close(ns);
-		child_fail("fork: %s", strerror(-rc));
-		return rc;
-	}
-	if (pid == 0) {
-		sigset_t none;
-		int efd = open(err, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		/* taskset before exec: busd and every thread it creates. */
-		pin_cpu(cfg.cons_cpu);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGHUP, SIG_DFL);
-		signal(SIGCHLD, SIG_DFL);
-		if (nul >= 0) {
-			dup2(nul, 0);
-			dup2(nul, 1);
-		}
-		if (efd >= 0)
-			dup2(efd, 2);
-		close_range(3, ~0u, 0);
-		setenv("NOTIFY_SOCKET", notify, 1);
-		execl(d->bin, d->bin, "--bus", d->bus, "--shm", d->shm, "--state", d->state,
-		      "--log-file", "-", (char *)NULL);
-		_exit(127);
-	}
-	d->pid = pid;
-	cleanup_set_daemon(pid);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	deadline = t0 + READY_MS * 1000000ull;
-	for (;;) {
-		struct pollfd p = { ns, POLLIN, 0 };
-		ssize_t n;
-
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			d->pid = 0;
-			cleanup_set_daemon(0);
-			close(ns);
-			child_fail("busd exited (status 0x%x) before it was ready: %s", st,
-				   busd_tail(d));
-			return -ECHILD;
-		}
-		if (now_ns() > deadline) {
-			close(ns);
-			child_fail("busd (pid %d) not ready after %d ms: %s", (int)pid, READY_MS,
-				   busd_tail(d));
-			return -ETIMEDOUT;
-		}
-		if (poll(&p, 1, 50) <= 0)
-			continue;
-		n = recv(ns, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-		if (n <= 0)
-			continue;
-		buf[n] = 0;
-		if (strstr(buf, "READY=1"))
-			break;
-	}
-	d->ready_ms = (double)(now_ns() - t0) / 1e6;
-	close(ns);
-	unlink(notify);
-	return 0;
-}
-
-/* 0 while busd runs, -ESRCH (with the reason) once it exited. */
-static int dur_busd_check(struct dur_busd *d)
-{
-	int st;
-
-	if (d->pid <= 0)
-		return -ESRCH;
-	if (waitpid(d->pid, &st, WNOHANG) != d->pid)
-		return 0;
-	d->pid = 0;
-	cleanup_set_daemon(0);
-	child_fail("busd exited (status 0x%x): %s", st, busd_tail(d));
-	return -ESRCH;
-}
-
-/* SIGTERM (busd writes what is left and syncs), wait, remove both trees. */
-static int dur_busd_stop(struct dur_busd *d)
-{
-	int rc = 0, st = 0;
-
-	if (d->pid > 0) {
-		uint64_t end = now_ns() + STOP_MS * 1000000ull;
-		pid_t p;
-
-		kill(d->pid, SIGTERM);
-		while ((p = waitpid(d->pid, &st, WNOHANG)) == 0 && now_ns() < end)
-			sleep_ms(2);
-		if (p == 0) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, &st, 0);
-			child_fail("busd did not stop within %d ms of SIGTERM (killed): %s",
-				   STOP_MS, busd_tail(d));
-			rc = -ETIMEDOUT;
-		} else if (p > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-			child_fail("busd stopped with status 0x%x: %s", st, busd_tail(d));
-			rc = -ECHILD;
-		}
-		d->pid = 0;
-		cleanup_set_daemon(0);
-	}
-	for (int i = 0; i < 2; i++) {
-		char *root = i ? d->disk : d->ram;
-		int e;
-
-		if (!root[0])
-			continue;
-		e = rm_tree(root);
-		cleanup_done_tree(root);
-		if (e && !rc) {
-			child_fail("cannot remove %s: %s", root, strerror(-e));
-			rc = e;
-		}
-		root[0] = 0;
-	}
-	return rc;
 }
 
 /* Where busd's threads may run: "N threads on CPU 1, M io-wq workers on
@@ -901,7 +633,7 @@ struct tp_cell {
 static struct tp_cell cells[NSZ][NPOL][NK];
 
 struct dur_run {
-	struct dur_busd d;
+	struct busd_proc d;
 	struct bus *bus;
 	struct dur_shared *sh;
 	uint64_t n_bytes[NPOL];      /* log bytes per case */
@@ -1655,7 +1387,7 @@ int run_durable(FILE *csv_file, int *missed)
 	csv_row("setup", 0, "n_bytes_none", (double)r.n_bytes[POL_NONE], "B");
 	csv_row("setup", 0, "n_bytes_interval", (double)r.n_bytes[POL_INTERVAL], "B");
 	csv_row("setup", 0, "disk_free_bytes", (double)avail, "B");
-	rc = dur_busd_start(&r.d);
+	rc = busd_start(&r.d, "durable", DISK_DIR, cfg.cons_cpu);
 	if (rc) {
 		case_failed("starting busd", rc);
 		goto stop;
@@ -1668,10 +1400,10 @@ int run_durable(FILE *csv_file, int *missed)
 	}
 	busd_threads(r.d.pid, threads, sizeof(threads));
 	printf("busd pid %d (%s), ready in %.1f ms; producer on CPU %d\n", (int)r.d.pid, threads,
-	       r.d.ready_ms, cfg.prod_cpu);
+	       r.d.start_ms, cfg.prod_cpu);
 	printf("log directory %s (%s, f_type 0x%lx), %.1f GiB free; rings in %s\n", r.d.state,
 	       fs_name((long)fs.f_type), (unsigned long)fs.f_type, (double)avail / (1 << 30),
-	       r.d.ram);
+	       r.d.root);
 	fflush(stdout);
 	r.sh = shm_map(dur_shared_len());
 	load_mark(&l0, r.d.pid);
@@ -1699,7 +1431,7 @@ int run_durable(FILE *csv_file, int *missed)
 				}
 				run_raw_case(&r, si, pol, K_URING, round, chunk, bytes);
 				run_raw_case(&r, si, pol, K_WRITE, round, chunk, bytes);
-				if (dur_busd_check(&r.d)) {
+				if (busd_check(&r.d)) {
 					case_failed("busd", -ESRCH);
 					goto stop;
 				}
@@ -1745,7 +1477,7 @@ stop:
 	bus_disconnect(r.bus);
 	if (r.sh)
 		shm_unmap(r.sh, dur_shared_len());
-	rc = dur_busd_stop(&r.d);
+	rc = busd_stop(&r.d);
 	if (rc)
 		case_failed("stopping busd", rc);
 done:

@@ -958,7 +958,7 @@ static void run_busd(void)
 	printf("\n== 6. busd, the control plane: a private busd, nothing pinned (%ld CPUs) ==\n",
 	       sysconf(_SC_NPROCESSORS_ONLN));
 	fflush(stdout);
-	rc = busd_start(&d);
+	rc = busd_start(&d, "busd", NULL, -1);
 	if (rc) {
 		report_error("starting busd", rc);
 		busd_stop(&d);
