@@ -485,6 +485,29 @@ double noise_frac(const struct noise *n)
 	return n->wall_s > 0 ? (n->other_s + n->steal_s) / n->wall_s : 0;
 }
 
+/* Wait for a SIGCHLD until *end. At the deadline the children are killed
+ * once, with 10 s more to die; after that bus-bench gives up. */
+static void wait_slice(uint64_t *end, int *timed_out, double timeout_s, const sigset_t *chld)
+{
+	uint64_t now = now_ns();
+	struct timespec ts;
+
+	if (now >= *end) {
+		if (*timed_out) {  /* SIGKILLed 10 s ago and still there */
+			fprintf(stderr, "bus-bench: children do not die\n");
+			exit(1);
+		}
+		*timed_out = 1;
+		child_fail("timed out after %.1f s (killed)", timeout_s);
+		kill_kids();
+		*end = now + 10000000000ull;
+		return;
+	}
+	ts.tv_sec = (time_t)((*end - now) / 1000000000ull);
+	ts.tv_nsec = (long)((*end - now) % 1000000000ull);
+	sigtimedwait(chld, NULL, &ts);
+}
+
 /*
  * The parent sleeps in sigtimedwait() until a child exits: polling with a
  * timer would wake it every few ms on one of the two measured CPUs and show
@@ -525,7 +548,6 @@ int run_pair(int (*cons)(void *), int (*prod)(void *), void *arg,
 		int st;
 		struct rusage ru;
 		pid_t p = wait4(-1, &st, WNOHANG, &ru);
-		uint64_t now;
 
 		if (p > 0) {
 			kids_s += rusage_s(&ru);
@@ -542,25 +564,7 @@ int run_pair(int (*cons)(void *), int (*prod)(void *), void *arg,
 			}
 			continue;
 		}
-		now = now_ns();
-		if (now >= end) {
-			if (timed_out) {
-				/* SIGKILLed 10 s ago and still there: give up */
-				fprintf(stderr, "bus-bench: children do not die\n");
-				exit(1);
-			}
-			timed_out = 1;
-			child_fail("timed out after %.1f s (killed)", timeout_s);
-			kill_kids();
-			end = now + 10000000000ull;
-			continue;
-		}
-		struct timespec ts = {
-			.tv_sec = (time_t)((end - now) / 1000000000ull),
-			.tv_nsec = (long)((end - now) % 1000000000ull),
-		};
-
-		sigtimedwait(&chld, NULL, &ts);
+		wait_slice(&end, &timed_out, timeout_s, &chld);
 	}
 	/* Only the CPUs the children were pinned to; what the parent used
 	 * meanwhile (forks, a few wake-ups) counts as "other": it is small. */
@@ -597,25 +601,7 @@ int run_one(int (*fn)(void *), void *arg, double timeout_s, double *cpu_s)
 		return -ECHILD;
 	}
 	while ((p = wait4(kids[0], &st, WNOHANG, &ru)) == 0) {
-		uint64_t now = now_ns();
-
-		if (now >= end) {
-			if (timed_out) {
-				fprintf(stderr, "bus-bench: a child does not die\n");
-				exit(1);
-			}
-			timed_out = 1;
-			child_fail("timed out after %.1f s (killed)", timeout_s);
-			kill_kids();
-			end = now + 10000000000ull;
-			continue;
-		}
-		struct timespec ts = {
-			.tv_sec = (time_t)((end - now) / 1000000000ull),
-			.tv_nsec = (long)((end - now) % 1000000000ull),
-		};
-
-		sigtimedwait(&chld, NULL, &ts);
+		wait_slice(&end, &timed_out, timeout_s, &chld);
 	}
 	kids[0] = 0;
 	if (p < 0)
