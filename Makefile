@@ -140,6 +140,8 @@ tsan: deps
 	  sh mk/run-tests.sh build-tsan $(TEST_TIMEOUT) $(TEST_JOBS) $(TEST_BIN:$(B)/%=build-tsan/%)
 
 -include bench/bench.mk
+# Reliability runs (issue 6): soak, corruption generator, fuzzers, valgrind.
+-include mk/soak.mk mk/corrupt.mk mk/fuzz.mk mk/valgrind.mk
 
 # The product's main job: a bus. Foreground, Ctrl-C stops it cleanly.
 run: all
@@ -172,6 +174,6 @@ uninstall:
 	      $(DESTDIR)$(MANDIR)/man8/busd.8 $(DESTDIR)$(MANDIR)/man1/bus.1
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz build-vg
 
 -include $(LIB_OBJ:.o=.d) $(LIB_PIC:.o=.d) $(BUSD_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
