@@ -35,6 +35,11 @@
  * for this long slept through its wakeup (bus_sub_wait() looks once more at
  * its deadline, so a lost wakeup shows as a late 1, not only -ETIMEDOUT). */
 #define LOST_WAKE_NS 500000000ull
+/* When each event became visible, as the producer saw it: the time its
+ * publish, publishv or flush returned (indexed by seq % VIS_N). Not the
+ * event's timestamp: that is taken at the claim, and a producer descheduled
+ * between claim and flush would look like a lost wakeup. */
+#define VIS_N        4096u
 
 struct cons_stats {
 	_Atomic uint64_t received;  /* events delivered and verified */
@@ -51,6 +56,10 @@ struct ctl {
 	_Atomic uint64_t published;
 	_Atomic uint64_t flushed;       /* events made visible by bus_pub_flush() */
 	struct cons_stats c[NCONS_MAX];
+	struct {
+		_Atomic uint64_t seq1;  /* seq + 1 of the event this entry is for */
+		_Atomic uint64_t ns;    /* CLOCK_REALTIME when it was surely visible */
+	} vis[VIS_N];
 };
 
 enum read_api { API_NEXT, API_READ };
@@ -83,6 +92,32 @@ static uint64_t real_now_ns(void)
 /* ------------------------------------------------------------------------ */
 /* Producer                                                                 */
 /* ------------------------------------------------------------------------ */
+
+/* Events [from, to) are visible now. An entry can only end up with a later
+ * time than the truth (overwritten, or read between the two stores), which
+ * hides a late wakeup but never invents one. */
+static void mark_visible(struct ctl *ctl, uint64_t from, uint64_t to)
+{
+	uint64_t now = real_now_ns(), s;
+
+	for (s = from; s < to; s++) {
+		atomic_store_explicit(&ctl->vis[s % VIS_N].ns, now, memory_order_relaxed);
+		/* Pairs with the acquire in visible_at(). */
+		atomic_store_explicit(&ctl->vis[s % VIS_N].seq1, s + 1, memory_order_release);
+	}
+}
+
+/* When the producer had made `seq` visible, or 0 when that is not known. */
+static uint64_t visible_at(struct ctl *ctl, uint64_t seq)
+{
+	uint64_t ns;
+
+	/* Pairs with the release in mark_visible(). */
+	if (atomic_load_explicit(&ctl->vis[seq % VIS_N].seq1, memory_order_acquire) != seq + 1)
+		return 0;
+	ns = atomic_load_explicit(&ctl->vis[seq % VIS_N].ns, memory_order_relaxed);
+	return ns;
+}
 
 /* One event with sequence number `seq`, through publish or claim/commit. */
 static int produce_one(struct bus_pub *pub, const struct role *ro, uint64_t seq,
@@ -179,11 +214,14 @@ static int producer_run(const struct role *ro)
 		unsigned how = (unsigned)(t_rand() % 9), k = 1, i;
 
 		if (how == 8) { /* a vector: bus_pub_publishv() */
+			uint64_t from = seq;
+
 			r = produce_vec(pub, ro, &seq, end, scratch);
 			if (r) {
 				bus_pub_close(pub);
 				return r;
 			}
+			mark_visible(ctl, from, seq);
 			continue;
 		}
 		if (how >= 6) /* a batch made visible by one flush */
@@ -196,6 +234,8 @@ static int producer_run(const struct role *ro)
 				bus_pub_close(pub);
 				return r;
 			}
+			if (how < 6)
+				mark_visible(ctl, seq, seq + 1);
 		}
 		if (how >= 6) {
 			/* A claim may have published the start of the batch
@@ -207,6 +247,7 @@ static int producer_run(const struct role *ro)
 				return t_fail("producer: bus_pub_flush() = %d after a batch of %u", r, k);
 			}
 			flushed += (uint64_t)r;
+			mark_visible(ctl, seq - k, seq);
 		}
 		if (ro->sleepy && t_rand() % 2048 == 0)
 			t_nap_us(t_rand() % 2000); /* let the consumers fall asleep */
@@ -274,7 +315,7 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 	struct cons_stats *st = &ro->ctl->c[ro->idx];
 	static _Thread_local uint8_t buf[MAX_EVENT];
 	uint64_t expected = first, end = first + ro->n;
-	uint64_t received = 0, lost = 0, gaps = 0, timeouts = 0, naps = 0, w0;
+	uint64_t received = 0, lost = 0, gaps = 0, timeouts = 0, naps = 0, w0, vis;
 	uint64_t slept_until = 0;   /* realtime at the end of the last long wait, 0 if none */
 	int idle = 0, want_gap = 0, r;
 	struct bus_event ev;
@@ -309,11 +350,12 @@ static int consumer_loop(const struct role *ro, struct bus_sub *sub, uint64_t fi
 			}
 			if (bad)
 				return t_fail("consumer %u: %s", ro->idx, why);
-			if (slept_until && ev.ts_ns + LOST_WAKE_NS < slept_until)
+			vis = slept_until ? visible_at(ro->ctl, ev.seq) : 0;
+			if (vis && vis + LOST_WAKE_NS < slept_until)
 				return t_fail("consumer %u: lost wakeup: seq %llu was visible %llu ms "
 					    "before bus_sub_wait() returned", ro->idx,
 					    (unsigned long long)ev.seq,
-					    (unsigned long long)((slept_until - ev.ts_ns) / 1000000));
+					    (unsigned long long)((slept_until - vis) / 1000000));
 			slept_until = 0;
 			idle = 0;
 			expected++;
