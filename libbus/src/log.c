@@ -78,7 +78,8 @@ int log_list(int dirfd, uint64_t **firsts, size_t *n)
 		v[cnt++] = s;
 	}
 	closedir(d);
-	qsort(v, cnt, sizeof(*v), cmp_u64);
+	if (cnt) /* qsort(NULL, 0, ...) is undefined */
+		qsort(v, cnt, sizeof(*v), cmp_u64);
 	*firsts = v;
 	*n = cnt;
 	return 0;
