@@ -200,6 +200,14 @@ static int log_dir_open(const char *topic, int create)
 	if (create && mkdir(path, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOTDIR) {
+		struct stat st;
+
+		/* O_DIRECTORY | O_NOFOLLOW reports a symlink (to a directory
+		 * or not) as "not a directory": say what refused it. */
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+			errno = ELOOP;
+	}
 	return fd < 0 ? -errno : fd;
 }
 

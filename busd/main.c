@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +101,75 @@ void log_reopen(void)
 	if (log_fd >= 0)
 		close(log_fd);
 	log_fd = fd;
+}
+
+/* ---- shared files that a client truncates -------------------------------- */
+
+/*
+ * busd maps every topic's header and consumer area read-write, and clients
+ * hold writable descriptors of those files: the producer of its segment, and
+ * every consumer (whoever may read the topic) of the consumer area, which it
+ * must map read-write to keep its cursor there. ftruncate(2) on such a file
+ * makes busd's next access past the new end fault with SIGBUS, and a daemon
+ * that any reader of any topic can kill would serve nobody.
+ *
+ * So busd maps a private zero page over the page that vanished and carries
+ * on: from then on it reads zeros there (no owner, no commit, no wake
+ * request), which it handles like any other content of shared memory, and
+ * its writes there go nowhere. The topic stays broken for its clients (their
+ * own mappings fault; a new attach fails the size check) until its owner
+ * deletes it; every other topic is served as before. Only the fault of a page
+ * beyond the end of its file (BUS_ADRERR) is handled this way: any other
+ * SIGBUS (a hardware memory error, say) kills busd as it always did.
+ */
+static size_t page_size;
+static volatile sig_atomic_t sigbus_pages;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	static const char tty[] = "busd: warning: a client truncated a shared-memory file of a "
+				  "topic under busd; busd reads zeros there from now on (delete "
+				  "and re-create that topic)\n";
+	static const char plain[] = "<4>a client truncated a shared-memory file of a topic under "
+				    "busd; busd reads zeros there from now on (delete and "
+				    "re-create that topic)\n";
+	uintptr_t page = (uintptr_t)si->si_addr & ~(uintptr_t)(page_size - 1);
+	int e = errno;
+
+	(void)uc;
+	/* A raw system call: nothing between us and the kernel that could
+	 * take a lock the interrupted code holds. */
+	if (si->si_code != BUS_ADRERR || !page ||
+	    (long)syscall(SYS_mmap, page, page_size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != (long)page) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		/* Not ours to mend: returning re-runs the access, which now
+		 * ends busd as SIGBUS always did. */
+		sigaction(sig, &dfl, NULL);
+		errno = e;
+		return;
+	}
+	/* The first few pages are reported (a topic has a handful); only
+	 * write(2) here, so the log file's line has no timestamp. */
+	if (sigbus_pages++ < 8) {
+		if (log_tty)
+			(void)!write(2, tty, sizeof(tty) - 1);
+		else
+			(void)!write(2, plain, sizeof(plain) - 1);
+		if (log_fd >= 0)
+			(void)!write(log_fd, tty, sizeof(tty) - 1);
+	}
+	errno = e;
+}
+
+static void sigbus_install(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 /* ---- sd_notify, without libsystemd -------------------------------------- */
@@ -469,8 +540,9 @@ int main(int argc, char **argv)
 	log_reopen();
 
 	/* Signals arrive through the loop's signalfd; a client that hangs up
-	 * mid-send must not kill us. */
+	 * mid-send must not kill us, nor one that truncates a shared file. */
 	signal(SIGPIPE, SIG_IGN);
+	sigbus_install();
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
