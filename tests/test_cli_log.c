@@ -310,6 +310,40 @@ Test(cli_log, replay_ranges_formats_and_into)
 	done(&o);
 }
 
+/* The index is optional (docs/LOG-FORMAT.md): without it a seek starts at
+ * the segment's first chunk and skips forward. The reader once compared the
+ * next chunk's first seq with the seek target instead of with the end of the
+ * chunk it had just read, and called such a sound log corrupt (found by
+ * tests/corrupt.c). */
+Test(cli_log, replay_seeks_into_a_log_whose_index_is_gone)
+{
+	struct t_busd d;
+	struct out o;
+	char logdir[700], cmd[1600];
+
+	start_busd(&d);
+	create_durable(&d, "t", "64K");
+	pub_seq_logged(&d, "t", 9, 3);  /* three chunks: 1-3, 4-6, 7-9 */
+	cr_assert_eq(t_busd_stop(&d), 0);
+	snprintf(logdir, sizeof(logdir), "%s/log/t", d.state);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.idx", logdir);
+	cr_assert_eq(system(cmd), 0);
+
+	run(&o, NULL, ARGV(BUS_BIN, "log", "verify", logdir));
+	expect_exit(&o, 0);
+	done(&o);
+	run(&o, NULL, ARGV(BUS_BIN, "replay", "--log-dir", logdir, "--from", "seq:8", "--speed",
+			   "max"));
+	expect_exit(&o, 0);
+	cr_assert_str_eq(o.out, "8\n9\n");
+	done(&o);
+	run(&o, NULL, ARGV(BUS_BIN, "replay", "--log-dir", logdir, "--from", "seq:5", "--speed",
+			   "max"));
+	expect_exit(&o, 0);
+	cr_assert_str_eq(o.out, "5\n6\n7\n8\n9\n");
+	done(&o);
+}
+
 Test(cli_log, replay_keeps_the_original_pace)
 {
 	struct t_busd d;

@@ -485,6 +485,7 @@ static int load_chunk(struct bus_log *l, uint64_t *expect)
 		 * it as a gap, as a lapped consumer's is. */
 		l->new_seg = 0;
 		*expect = h.first_seq + h.count;
+		l->chunk_next = *expect;
 		l->len = h.len;
 		l->rec = 0;
 		l->off += sizeof(h) + h.len;
@@ -501,7 +502,12 @@ static int log_next(struct bus_log *l, struct bus_event *ev, uint64_t min_ts)
 		const struct rec_hdr *rh;
 
 		if (l->rec >= l->len) {
-			expect = l->len ? l->next_seq : 0;
+			/* The next chunk continues the one just read, not
+			 * next_seq: after a seek that is the target, and the
+			 * records before it were skipped without moving it
+			 * (the index may start us chunks early, or be
+			 * missing). */
+			expect = l->len ? l->chunk_next : 0;
 			r = load_chunk(l, &expect);
 			if (r <= 0)
 				return r;

@@ -68,6 +68,7 @@ struct bus_log {
 	uint64_t len;            /* bytes of records in buf */
 	uint64_t rec;            /* offset in buf of the next record */
 	uint64_t next_seq;       /* sequence of the next event to return */
+	uint64_t chunk_next;     /* first_seq + count of the chunk in buf: where the next starts */
 	uint64_t limit;          /* return nothing at or above (UINT64_MAX: all) */
 	int live;                /* a torn last chunk means "not yet", not corruption */
 	uint64_t min_ts;         /* seek by time: skip events before it */
