@@ -26,6 +26,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,8 +77,17 @@ static int watch_pid(pid_t pid, int *fd, uint32_t *watch)
 {
 	int p = pidfd_open_(pid);
 
-	if (p < 0)
-		return 0;
+	if (p < 0) {
+		/* Only ESRCH says the process is gone. EMFILE, ENFILE or a
+		 * seccomp filter say nothing about it: keep what it holds,
+		 * unwatched (*fd stays -1); slot_reserve() and the lease
+		 * checks look at the pid itself later. */
+		if (errno == ESRCH || !pid_alive((uint32_t)pid))
+			return 0;
+		log_warn("cannot watch pid %d (%s): what it holds stays held until it is gone",
+			 (int)pid, strerror(errno));
+		return 1;
+	}
 	if (pidfd_exited(p)) {
 		close(p);
 		return 0;
@@ -620,6 +630,13 @@ static void topic_adopt_clients(struct topic *t)
 			c->slot = s;
 		}
 		fd = pidfd_open_((pid_t)owner);
+		if (fd < 0 && errno != ESRCH && pid_alive(owner)) {
+			/* Cannot watch it (out of descriptors, say), but it
+			 * runs: keep its slot; slot_reserve() checks the pid. */
+			log_warn("'%s': cannot watch consumer pid %u (slot %u): %s; its slot "
+				 "stays held until it is gone", t->name, owner, s, strerror(errno));
+			continue;
+		}
 		if (fd < 0) {
 			log_info("'%s': consumer pid %u (slot %u) is gone: slot freed",
 				 t->name, owner, s);
@@ -636,6 +653,11 @@ static void topic_adopt_clients(struct topic *t)
 		if (pid && (fd = pidfd_open_((pid_t)pid)) >= 0) {
 			t->lease_pidfd = fd;
 			t->lease_watch = loop_watch_pidfd(fd);
+		} else if (pid && errno != ESRCH && pid_alive(pid)) {
+			/* Unwatched but alive: the lease stays; its flock is
+			 * what lease checks fall back on (lock_held()). */
+			log_warn("'%s': cannot watch producer pid %u: %s; its lease stays "
+				 "until it is gone", t->name, pid, strerror(errno));
 		} else {
 			lease_release(t);
 		}
@@ -874,6 +896,26 @@ static int open_fd(const char *name, const char *suffix, int flags)
 	return openat(cfg.shm_dirfd, file, flags | O_NOFOLLOW | O_CLOEXEC);
 }
 
+/* busd ran out of descriptors: it keeps two open per topic (five for a
+ * durable one) and opens two more for each producer or consumer it hands a
+ * topic to. Say which limit it is and how to raise it. */
+static int rep_fd_limit(struct reply *r, int e, const char *name, const char *doing)
+{
+	struct rlimit rl;
+
+	if (e == ENFILE)
+		return rep_err(r, ENFILE, "topic '%s': cannot %s: the system's file table is full "
+			       "(ENFILE); raise fs.file-max (sysctl -w fs.file-max=N) or close "
+			       "files", name, doing);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = 0;
+	return rep_err(r, EMFILE, "topic '%s': cannot %s: busd has all %llu file descriptors "
+		       "its RLIMIT_NOFILE allows open (2 per topic, 5 per durable topic, plus "
+		       "clients); raise busd's limit (ulimit -Hn N before starting it, or "
+		       "LimitNOFILE=N in its systemd unit) or delete topics", name, doing,
+		       (unsigned long long)rl.rlim_cur);
+}
+
 /* Fresh descriptors of a topic's two files for a client: the segment with
  * `flags` (read-write for a producer, read-only for a consumer), the
  * consumer area read-write. Fresh, because a flock belongs to the open
@@ -891,6 +933,8 @@ static int open_pair(const char *name, int flags, int *fd, int *cfd, struct repl
 		close(*fd);
 	if (*cfd >= 0)
 		close(*cfd);
+	if (e == EMFILE || e == ENFILE)
+		return rep_fd_limit(r, e, name, "open its segment for a client");
 	return rep_err(r, e, "topic '%s': cannot open its segment: %s", name, strerror(e));
 }
 
@@ -967,6 +1011,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 		if (e == -EEXIST)
 			return rep_err(r, EEXIST, "topic '%s': a segment %s exists that this busd "
 				       "does not know (bus gc can remove stale segments)", name, path);
+		if (e == -EMFILE || e == -ENFILE)
+			return rep_fd_limit(r, -e, name, "create its segment");
 		return rep_err(r, -e, "topic '%s': %s", name, bus_errmsg());
 	}
 	t = topic_open(name, &e);
@@ -978,6 +1024,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 		unlink(cp);
 		if (t)
 			topic_free(t);
+		if (!t && (e == -EMFILE || e == -ENFILE))
+			return rep_fd_limit(r, -e, name, "keep its segment open");
 		return rep_err(r, t ? ENOMEM : -e, "topic '%s': cannot attach the new segment: %s",
 			       name, bus_errmsg());
 	}
@@ -998,6 +1046,8 @@ int op_create(struct conn *c, const struct req_create *q, struct reply *r)
 			unlink(path);
 			unlink(cp);
 			topic_unref(t);
+			if (e == -EMFILE || e == -ENFILE)
+				return rep_fd_limit(r, -e, name, "open its log");
 			return rep_err(r, -e, "topic '%s': cannot create its log in %s/log: %s",
 				       name, cfg.state_dir, strerror(-e));
 		}
@@ -1066,7 +1116,8 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 		return denied(r, t, "produce");
 	if (c->nhandles >= MAX_HANDLES)
 		return rep_err(r, EMFILE, "this connection has %u producers and consumers open, "
-			       "the most busd allows per connection", MAX_HANDLES);
+			       "the most busd allows per connection (max_handles): open more "
+			       "through another connection (bus_connect)", MAX_HANDLES);
 	if (q->reclaim) {
 		/* busd restarted: a producer re-registers the lease it holds. */
 		if (t->lease && t->lease != c)
@@ -1090,7 +1141,9 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 		    (pidfd_exited(t->lease_pidfd) || !lock_held(t)))
 			lease_release(t);
 		if (t->lease || t->lease_pidfd >= 0)
-			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d)", name,
+			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %d): a "
+				       "topic has one producer at a time, the next may attach when "
+				       "it closes or exits", name,
 				       t->lease ? (int)t->lease->pid : (int)t->lease_pid);
 		if (open_pair(name, O_RDWR, &fd, &cfd, r) < 0)
 			return r->status;
@@ -1099,7 +1152,9 @@ int op_open_pub(struct conn *c, const struct req_open *q, struct reply *r)
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			close(fd);
 			close(cfd);
-			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %u)", name,
+			return rep_err(r, EBUSY, "topic '%s' already has a producer (pid %u): a "
+				       "topic has one producer at a time, the next may attach when "
+				       "it closes or exits", name,
 				       at_load_relaxed(&t->seg.hdr->pub_pid));
 		}
 		flock(fd, LOCK_UN);
@@ -1167,6 +1222,8 @@ static int slot_reserve(struct topic *t, pid_t pid)
 				continue;
 			if (cur && (pass == 0 || pid_alive(cur)))
 				continue;
+			if (cur && t->slots[s].pid == (pid_t)cur)
+				slot_release(t, s, 0);  /* an unwatched holder died: unbind its cursor */
 			/* seq_cst CAS, as slot_claim() in the library: the
 			 * claim word is the slot's only shared RMW. */
 			if (at_cas(&sl->owner, &cur, (uint32_t)pid))
@@ -1195,7 +1252,8 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 		return denied(r, t, "consume");
 	if (c->nhandles >= MAX_HANDLES)
 		return rep_err(r, EMFILE, "this connection has %u producers and consumers open, "
-			       "the most busd allows per connection", MAX_HANDLES);
+			       "the most busd allows per connection (max_handles): open more "
+			       "through another connection (bus_connect)", MAX_HANDLES);
 	if (group[0]) {
 		cur = cursor_find(name, group);
 		if (cur && cur->bound) {
@@ -1207,8 +1265,9 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 
 			if (holder && holder != c && loop_conn_gone_now(holder))
 				cur = cursor_find(name, group);
-			if (cur && cur->bound && !hs->conn && hs->pidfd >= 0 &&
-			    pidfd_exited(hs->pidfd)) {
+			if (cur && cur->bound && !hs->conn &&
+			    (hs->pidfd >= 0 ? pidfd_exited(hs->pidfd) :
+			     !pid_alive((uint32_t)hs->pid))) {
 				slot_release(cur->bound, cur->slot, 1);
 				cur = cursor_find(name, group);
 			}
@@ -1251,8 +1310,10 @@ int op_open_sub(struct conn *c, const struct req_open *q, struct reply *r)
 			close(fd);
 			close(cfd);
 			return rep_err(r, EUSERS, "topic '%s': all %u consumer slots are taken "
-				       "(create it with a larger max_consumers)", name,
-				       t->seg.g.nslots);
+				       "(the topic's max_consumers, fixed when it was created: "
+				       "create it with more, up to %u, e.g. bus create --consumers "
+				       "N; a slot frees when its consumer closes or exits)", name,
+				       t->seg.g.nslots, BUS_CONSUMERS_MAX);
 		}
 		t->slots[s].pid = c->pid;
 		/* Ours until the consumer takes over: it reads these after it

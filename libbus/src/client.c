@@ -133,8 +133,16 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 	h->status = 0;
 	if (len)
 		memcpy(b->tx + sizeof(*h), body, len);
-	if (send(b->fd, b->tx, sizeof(*h) + len, MSG_NOSIGNAL) < 0)
-		return bus_err(errno, "cannot send to busd at %s: %s", b->sock, strerror(errno));
+	if (send(b->fd, b->tx, sizeof(*h) + len, MSG_NOSIGNAL) < 0) {
+		int e = errno;
+
+		/* A busd refusing the connection may have closed it before our
+		 * HELLO arrived, leaving its reason queued (see below). */
+		if (op != OP_HELLO || (e != EPIPE && e != ECONNRESET) ||
+		    (n = recvmsg(b->fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) <= 0)
+			return bus_err(e, "cannot send to busd at %s: %s", b->sock, strerror(e));
+		goto got;
+	}
 	*transport = 2;  /* from here on busd may have acted on it */
 	for (;;) {
 		n = recvmsg(b->fd, &m, MSG_CMSG_CLOEXEC);
@@ -144,6 +152,11 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 			return bus_err(ETIMEDOUT, "busd at %s did not answer within %d s", b->sock,
 				       REPLY_TIMEOUT_S);
 		if (n < 0 && errno == ECONNRESET) {
+			/* The reset is reported before what the peer queued: a
+			 * busd refusing the connection may have left its reason. */
+			if (op == OP_HELLO &&
+			    (n = recvmsg(b->fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) > 0)
+				break;
 			/* On a UNIX socket this means the peer closed with our
 			 * request unread in its queue (a killed busd's socket is
 			 * released after the process, when its io_uring is torn
@@ -159,6 +172,7 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 			return bus_err(ECONNRESET, "busd at %s closed the connection", b->sock);
 		break;
 	}
+got:
 	/* Descriptors first: whatever else is wrong, they must not leak. */
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
@@ -177,6 +191,12 @@ static int exchange(struct bus *b, uint16_t op, const void *body, size_t len, vo
 	if ((size_t)n < sizeof(rh))
 		goto bad;
 	memcpy(&rh, b->rx, sizeof(rh));
+	/* A busd that refuses the connection (it serves --max-clients
+	 * already) may say why before it closes: an error answer to the HELLO
+	 * it never read, with id 0. */
+	if (rh.magic == PROTO_MAGIC && op == OP_HELLO && rh.op == OP_HELLO && rh.id == 0 &&
+	    rh.status < 0)
+		rh.id = id;
 	if (rh.magic != PROTO_MAGIC || rh.op != op || rh.id != id)
 		goto bad;
 	*transport = 0;
@@ -285,9 +305,10 @@ static int connect_locked(struct bus *b)
 				       "exited); start one with 'busd --bus %s' (or 'make run' for "
 				       "the per-user bus)", b->dir, b->dir);
 		if (r == -ECONNRESET || r == -EPIPE)
-			return bus_err(ECONNRESET, "busd at %s closed the connection before answering "
-				       "(it may serve its maximum of clients: busd --max-clients)",
-				       b->sock);
+			return bus_err(ECONNRESET, "busd at %s closed the connection before "
+				       "answering: it refuses clients beyond its limit (busd "
+				       "--max-clients N, default 1024; its log says 'refusing a "
+				       "connection') or was stopping", b->sock);
 		return r;
 	}
 	b->busd_pid = rep.busd_pid;

@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: MIT */
+/* err.c — the thread-local detail behind a negative errno (bus_errmsg). */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "bus.h"
 #include "err.h"
+#include "proto.h"
 
-static _Thread_local char errbuf[256];
+/* As large as the error text busd may send (PROTO_ERR_MAX): a message that
+ * says what to do (a limit and how to raise it, a path) must not lose its
+ * end on the way to the user. */
+static _Thread_local char errbuf[PROTO_ERR_MAX];
 
 int bus_err(int err, const char *fmt, ...)
 {

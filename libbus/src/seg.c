@@ -21,6 +21,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,33 +104,84 @@ static int resolve_opts(const struct bus_topic_opts *in, struct bus_topic_opts *
 	return 0;
 }
 
-/* Create a file of exactly `size` reserved bytes; returns the fd or -errno. */
-static int create_reserved(const char *path, uint32_t mode, uint64_t size, const char *what,
-			   uid_t uid, gid_t gid)
+/* "1.5 MiB": sizes in messages a person reads. */
+static void human(char *buf, size_t size, uint64_t n)
+{
+	if (n >= (1ull << 30))
+		snprintf(buf, size, "%.1f GiB", (double)n / (1ull << 30));
+	else if (n >= (1ull << 20))
+		snprintf(buf, size, "%.1f MiB", (double)n / (1ull << 20));
+	else if (n >= (1ull << 10))
+		snprintf(buf, size, "%.1f KiB", (double)n / (1ull << 10));
+	else
+		snprintf(buf, size, "%llu bytes", (unsigned long long)n);
+}
+
+/*
+ * The file system of the segment directory is full (blocks, or inodes for
+ * open(O_CREAT)). Say so with its size and what is left, and how to make
+ * room: /dev/shm is a tmpfs limited to half the RAM by default and to
+ * 64 MiB in a container, which a handful of topics with large rings fill.
+ */
+static int err_shm_full(const char *path, uint64_t size, const char *what)
+{
+	char dir[PATH_MAX], total[32], avail[32];
+	const char *slash = strrchr(path, '/');
+	struct statvfs sv;
+	size_t n = slash ? (size_t)(slash - path) : 0;
+
+	snprintf(dir, sizeof(dir), "%.*s", (int)(n ? n : 1), n ? path : ".");
+	if (statvfs(dir, &sv) < 0)
+		memset(&sv, 0, sizeof(sv));
+	if (sv.f_files && sv.f_ffree == 0)
+		return bus_err(ENOSPC, "cannot create the %s in %s: its file system has no free "
+			       "inodes (%llu files); delete topics, or raise the limit (tmpfs: "
+			       "mount -o remount,nr_inodes=N on its mount point)", what, dir,
+			       (unsigned long long)sv.f_files);
+	human(total, sizeof(total), (uint64_t)sv.f_blocks * sv.f_frsize);
+	human(avail, sizeof(avail), (uint64_t)sv.f_bavail * sv.f_frsize);
+	if (!sv.f_blocks)
+		snprintf(avail, sizeof(avail), "too little");
+	return bus_err(ENOSPC, "cannot reserve %llu bytes for the %s in %s: no space left on "
+		       "its file system (%s%s%s free); use a smaller ring, delete topics, or "
+		       "enlarge it (for /dev/shm: mount -o remount,size=2G /dev/shm; containers "
+		       "default to 64 MiB: docker run --shm-size=2g)", (unsigned long long)size,
+		       what, dir, sv.f_blocks ? total : "", sv.f_blocks ? ", " : "", avail);
+}
+
+/* Create a file of exactly `size` reserved bytes; returns the fd or -errno.
+ * path is a temporary name; shown is the one messages give. */
+static int create_reserved(const char *path, const char *shown, uint32_t mode, uint64_t size,
+			   const char *what, uid_t uid, gid_t gid)
 {
 	int fd, r;
 
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-	if (fd < 0)
-		return bus_err(errno, "cannot create %s '%s': %s", what, path, strerror(errno));
+	if (fd < 0) {
+		if (errno == ENOSPC)
+			return err_shm_full(path, size, what);
+		return bus_err(errno, "cannot create %s '%s': %s", what, shown, strerror(errno));
+	}
 	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0) {
-		r = bus_err(errno, "chown %s '%s': %s", what, path, strerror(errno));
+		r = bus_err(errno, "chown %s '%s': %s", what, shown, strerror(errno));
 		goto fail;
 	}
 	if (fchmod(fd, mode) < 0) { /* umask must not narrow the topic's mode */
-		r = bus_err(errno, "chmod %s '%s': %s", what, path, strerror(errno));
+		r = bus_err(errno, "chmod %s '%s': %s", what, shown, strerror(errno));
 		goto fail;
 	}
+	/* Every page a client maps is reserved here: a tmpfs that fills up
+	 * later cannot SIGBUS a producer or consumer on first touch. */
 	r = posix_fallocate(fd, 0, (off_t)size);
+	if (r == ENOSPC || r == EFBIG) {
+		/* Gone first, so that the message counts what is really free. */
+		close(fd);
+		unlink(path);
+		return err_shm_full(path, size, what);
+	}
 	if (r) {
-		if (r == ENOSPC || r == EFBIG)
-			r = bus_err(ENOSPC, "cannot reserve %llu bytes for %s '%s': no space left "
-				    "(a tmpfs such as /dev/shm limits it; containers default to 64 MiB: "
-				    "use a smaller ring or enlarge it, e.g. --shm-size)",
-				    (unsigned long long)size, what, path);
-		else
-			r = bus_err(r, "cannot reserve %llu bytes for %s '%s': %s",
-				    (unsigned long long)size, what, path, strerror(r));
+		r = bus_err(r, "cannot reserve %llu bytes for %s '%s': %s",
+			    (unsigned long long)size, what, shown, strerror(r));
 		goto fail;
 	}
 	return fd;
@@ -170,11 +222,11 @@ int seg_create_owned(const char *name, const struct bus_topic_opts *in, uid_t ui
 	/* Reading a topic is consuming it, and a consumer writes its cursor:
 	 * whoever may read NAME may also write NAME@cons (0640 -> 0660). Only
 	 * writers of NAME can produce. */
-	cfd = create_reserved(ctmp, o.mode | ((o.mode & 0444) >> 1), csize, "consumer area",
-			      uid, gid);
+	cfd = create_reserved(ctmp, cpath, o.mode | ((o.mode & 0444) >> 1), csize,
+			      "consumer area", uid, gid);
 	if (cfd < 0)
 		return cfd;
-	fd = create_reserved(tmp, o.mode, seg_file_size(o.ring_size), "topic segment",
+	fd = create_reserved(tmp, path, o.mode, seg_file_size(o.ring_size), "topic segment",
 			     uid, gid);
 	if (fd < 0) {
 		r = fd;
