@@ -145,7 +145,16 @@ struct flusher {
 	uint64_t pending_since;     /* unflushed bytes seen first (linger) */
 	int degraded, broken;
 	int closing;                /* deleted: free when the op in flight ends */
-	int need_sync;              /* a sync failed: retry it */
+	int need_sync;              /* a sync failed: rewrite since ok_* and retry */
+	/* What the disk is known to hold: the active segment up to ok_size
+	 * (its index up to ok_idx), i.e. the ring up to ok_pos / ok_seq, as of
+	 * the last sync that succeeded. A sync in flight covers sync_size /
+	 * sync_idx of segment sync_seg. */
+	uint64_t ok_size, ok_idx, ok_pos, ok_seq;
+	uint64_t sync_size, sync_idx, sync_seg;
+	int lost;                   /* an I/O error lost logged events: durable_seq stays */
+	int force_roll;             /* start a new segment before the next chunk */
+	int ok_known;               /* ok_pos/ok_seq are known (not after a failed sync at open) */
 	int lingering;              /* waiting for more bytes or the linger's end */
 	int final;                  /* shutdown: synchronous writes only */
 	uint64_t retry_at;

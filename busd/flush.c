@@ -234,6 +234,29 @@ static void log_perms(struct flusher *f, int fd, int is_dir)
 }
 
 /* Create segment `first` (and its index) and make it current. */
+/* Sync the active segment (io_uring fdatasync); the completion is
+ * flush_sync_done(). Remembers what the sync covers: if it succeeds, that
+ * much is on the disk (ok_*). */
+static void start_sync(struct flusher *f)
+{
+	f->sync_seq = f->seq;
+	f->sync_pos = f->pos;
+	f->sync_size = f->seg_size;
+	f->sync_idx = f->idx_size;
+	f->sync_seg = f->seg_first;
+	loop_flush_sync(f);
+}
+
+/* The segment is on the disk up to where it is now. */
+static void mark_synced(struct flusher *f)
+{
+	f->ok_size = f->seg_size;
+	f->ok_idx = f->idx_size;
+	f->ok_pos = f->pos;
+	f->ok_seq = f->seq;
+	f->ok_known = 1;
+}
+
 static int seg_new(struct flusher *f, uint64_t first)
 {
 	struct log_file_hdr fh;
@@ -241,7 +264,17 @@ static int seg_new(struct flusher *f, uint64_t first)
 	int fd, ifd;
 
 	log_name(name, sizeof(name), first, ".log");
-	fd = openat(f->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* Read-write: after a failed sync, what was written is read back and
+	 * written again (rewrite_unsynced). */
+	if (f->segfd >= 0 && f->conf.d.fsync != BUS_FSYNC_NONE && fdatasync(f->segfd) < 0) {
+		/* Do not leave a segment whose tail the disk may have lost:
+		 * the retry rewrites it, then the roll happens. */
+		int e = errno;
+
+		f->need_sync = 1;
+		return -e;
+	}
+	fd = openat(f->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	log_perms(f, fd, 0);
@@ -255,7 +288,7 @@ static int seg_new(struct flusher *f, uint64_t first)
 	}
 	log_name(name, sizeof(name), first, ".idx");
 	unlinkat(f->dirfd, name, 0);
-	ifd = openat(f->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	ifd = openat(f->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (ifd >= 0) {
 		log_perms(f, ifd, 0);
 		log_file_hdr_init(&fh, LOG_IDX_MAGIC, first);
@@ -265,9 +298,7 @@ static int seg_new(struct flusher *f, uint64_t first)
 		}
 	}
 	if (f->segfd >= 0) {
-		if (f->conf.d.fsync != BUS_FSYNC_NONE)
-			fdatasync(f->segfd);
-		/* An interval sync may still be in flight on it (io_uring
+		/* (Synced above.) An interval sync may still be in flight on it (io_uring
 		 * resolves the descriptor when it runs the operation): close
 		 * it when that completes. */
 		if (f->sync_busy) {
@@ -285,6 +316,8 @@ static int seg_new(struct flusher *f, uint64_t first)
 	f->seg_first = first;
 	f->seg_size = LOG_HDR_SIZE;
 	f->idx_size = LOG_HDR_SIZE;
+	f->force_roll = 0;
+	mark_synced(f);  /* the old segment is on the disk, the new one empty */
 	/* The new name must survive a crash before events depend on it. */
 	if (f->conf.d.fsync != BUS_FSYNC_NONE)
 		fsync(f->dirfd);
@@ -434,8 +467,13 @@ static int roll_if_needed(struct flusher *f, uint64_t len)
 {
 	int r;
 
-	if (f->seg_size == LOG_HDR_SIZE || f->seg_size + LOG_HDR_SIZE + len <= f->conf.d.segment_bytes)
+	if (!f->force_roll && (f->seg_size == LOG_HDR_SIZE ||
+			       f->seg_size + LOG_HDR_SIZE + len <= f->conf.d.segment_bytes))
 		return 0;
+	/* A sync in flight on this segment decides what the disk holds of
+	 * it: roll when it is done (flush_sync_done kicks). */
+	if (f->sync_busy)
+		return 1;
 	r = seg_new(f, f->seq);
 	if (r < 0)
 		return r;
@@ -482,6 +520,8 @@ static int build_chunk(struct flusher *f, uint64_t head)
 	if (!count)
 		return 0;
 	r = roll_if_needed(f, q - f->pos);
+	if (r > 0)
+		return 0;
 	if (r < 0) {
 		set_state(f, FLUSH_DEGRADED, -r);
 		f->retry_at = mono() + RETRY_NS;
@@ -507,7 +547,9 @@ void flush_kick(struct flusher *f)
 	uint64_t head, now;
 	int r;
 
-	if (f->busy || f->broken || f->closing || f->final || t->deleted)
+	/* need_sync: a sync failed; nothing more is written until the retry
+	 * (flush_timer_done) has put what the disk may have lost back. */
+	if (f->busy || f->broken || f->closing || f->final || t->deleted || f->need_sync)
 		return;
 	head = at_load_acquire(&t->seg.hdr->head);  /* C1: pairs with the producer's P1 */
 	if (head <= f->pos) {
@@ -517,10 +559,9 @@ void flush_kick(struct flusher *f)
 		if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy &&
 		    at_load_relaxed(&t->seg.hdr->flush_req) ==
 			    at_load_relaxed(&t->seg.hdr->flush_gen)) {
-			f->sync_seq = f->seq;
 			f->sync_busy = 1;
 			f->unsynced = 0;
-			loop_flush_sync(f);
+			start_sync(f);
 		}
 		arm_sleep(f);
 		return;
@@ -679,9 +720,7 @@ void flush_write_done(struct flusher *f, int res)
 	}
 	if (f->conf.d.fsync == BUS_FSYNC_ALWAYS) {
 		/* flushed moves only once the data is on disk. */
-		f->sync_seq = f->seq;
-		f->sync_pos = f->pos;
-		loop_flush_sync(f);
+		start_sync(f);
 		return;
 	}
 	f->busy = 0;
@@ -691,15 +730,114 @@ void flush_write_done(struct flusher *f, int res)
 	waiting = at_load_relaxed(&t->seg.hdr->flush_req) ==
 		  at_load_relaxed(&t->seg.hdr->flush_gen);
 	publish(f, f->conf.d.fsync == BUS_FSYNC_NONE ? f->seq : 0);
-	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && !f->sync_busy &&
+	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && !f->sync_busy && !f->need_sync &&
 	    (waiting || f->unsynced >= f->conf.d.fsync_bytes ||
 	     now - f->last_sync >= f->conf.d.fsync_interval_ns)) {
-		f->sync_seq = f->seq;
 		f->sync_busy = 1;
 		f->unsynced = 0;
-		loop_flush_sync(f);
+		start_sync(f);
 	}
 	flush_kick(f);
+}
+
+/*
+ * After a failed sync: write again what the disk may not hold, i.e. the
+ * active segment from ok_size, read back from the page cache. The pages the
+ * kernel failed to write are clean now (or dropped), and rewriting them in
+ * place proved not enough on ext4 (the blocks allocated during the failure
+ * read back as zeros after a remount even when a later sync succeeded), so
+ * the range is read into memory, the file cut back to ok_size, and the
+ * range appended again: new blocks, dirty pages, and the next fdatasync
+ * really writes them (and fails again while the disk does). Every chunk is
+ * checked as it is read: a page the kernel dropped reads back as whatever
+ * the disk holds. The index is cut back to ok_idx (a hint: readers scan
+ * without it, and busd rebuilds it at the next start).
+ *
+ * Returns 0 when everything was written again (sync next), 1 when data was
+ * lost and the flusher has been set up to go on without it, or -errno when
+ * it could not read or write (the disk still fails: retry later).
+ */
+static int rewrite_unsynced(struct flusher *f)
+{
+	uint64_t total = f->seg_size - f->ok_size, off = 0, seq = f->ok_seq;
+	uint8_t *buf = total ? malloc(total) : NULL;
+	const char *why = "a short read";
+	int e = 0;
+
+	if (total && !buf)
+		return -ENOMEM;
+	if (total && pread(f->segfd, buf, total, (off_t)f->ok_size) != (ssize_t)total) {
+		e = errno ? errno : EIO;
+		why = "cannot read it back";
+		total = 0;  /* nothing usable */
+	}
+	/* The sound prefix: whole chunks, continuing from ok_seq. */
+	while (off < total) {
+		struct log_chunk_hdr h;
+
+		if (total - off < sizeof(h))
+			break;
+		memcpy(&h, buf + off, sizeof(h));
+		if (log_chunk_hdr_check(&h, &why) < 0 || h.len > total - off - sizeof(h) ||
+		    log_chunk_check(&h, buf + off + sizeof(h), &why) < 0 ||
+		    (f->ok_known && h.first_seq != seq))
+			break;
+		off += sizeof(h) + h.len;
+		seq = h.first_seq + h.count;
+	}
+	if (ftruncate(f->segfd, (off_t)f->ok_size) < 0 ||
+	    (off && pwrite(f->segfd, buf, off, (off_t)f->ok_size) != (ssize_t)off)) {
+		e = errno ? errno : EIO;
+		/* What is in the file now is unknown: retry later from the
+		 * same ok_size (the buffer is gone: a read-back next time). */
+		free(buf);
+		log_err("'%s': cannot write the log again after an I/O error: %s", f->t->name,
+			strerror(e));
+		return -e;
+	}
+	free(buf);
+	if (f->idxfd >= 0 && ftruncate(f->idxfd, (off_t)f->ok_idx) < 0) {
+		close(f->idxfd);
+		f->idxfd = -1;
+	}
+	f->idx_size = f->ok_idx;
+	if (off == f->seg_size - f->ok_size)
+		return 0;  /* all of it: sync it */
+
+	/* The page cache no longer held what was written from ok_size + off. */
+	f->need_sync = 0;
+	if (f->conf.d.fsync == BUS_FSYNC_ALWAYS && f->ok_known) {
+		/* flushed has not moved past ok_pos (it moves only after a
+		 * sync), so the ring still holds every event since: write
+		 * them all again from there. */
+		log_warn("'%s': after an I/O error the log lost unsynced data at offset %llu of "
+			 "segment %020llu (%s%s); writing events %llu.. again from the ring",
+			 f->t->name, (unsigned long long)(f->ok_size + off),
+			 (unsigned long long)f->seg_first, why, e ? ", EIO" : "",
+			 (unsigned long long)f->ok_seq);
+		if (ftruncate(f->segfd, (off_t)f->ok_size) < 0)
+			return -errno;
+		f->seg_size = f->ok_size;
+		f->pos = f->ok_pos;
+		f->seq = f->ok_seq;
+		return 1;
+	}
+	/* fsync interval or none: flushed moved on and the producer may
+	 * have reused that part of the ring, so these events are gone from
+	 * the log. Say exactly which; the log goes on in a new segment, so a
+	 * reader sees a gap (-ENOBUFS with the count), not a corrupt chunk.
+	 * durable_seq stays below the gap from now on. */
+	log_err("'%s': an I/O error lost events %llu..%llu from the log before they reached the "
+		"disk (%s at offset %llu of segment %020llu, and the page cache no longer held "
+		"them); the log goes on at %llu in a new segment, and readers see the gap",
+		f->t->name, (unsigned long long)seq, (unsigned long long)f->seq - 1, why,
+		(unsigned long long)(f->ok_size + off), (unsigned long long)f->seg_first,
+		(unsigned long long)f->seq);
+	f->seg_size = f->ok_size + off;
+	f->lost = 1;
+	f->force_roll = 1;
+	f->need_sync = 1;  /* sync the sound prefix before the roll (seg_new does) */
+	return 0;
 }
 
 void flush_sync_done(struct flusher *f, int res)
@@ -718,9 +856,13 @@ void flush_sync_done(struct flusher *f, int res)
 	}
 	f->last_sync = mono();
 	if (res < 0) {
-		/* After a failed fdatasync the kernel may have dropped the
-		 * dirty pages: nothing written since the last good sync can be
-		 * called durable. Keep durable_seq, report, and retry. */
+		/* After a failed fdatasync the kernel has given up on the dirty
+		 * pages (they are clean now, or gone) and reports the error
+		 * once: syncing again would return 0 without writing them.
+		 * Nothing since the last good sync is durable until it has
+		 * been written again and synced: flush_timer_done() does that
+		 * (rewrite_unsynced); until then nothing more is written and
+		 * durable_seq stays. */
 		set_state(f, FLUSH_DEGRADED, -res);
 		f->sync_busy = 0;
 		if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
@@ -733,18 +875,26 @@ void flush_sync_done(struct flusher *f, int res)
 		}
 		return;
 	}
+	if (f->sync_seg == f->seg_first) {  /* else: rolled since; seg_new synced it */
+		f->ok_size = f->sync_size;
+		f->ok_idx = f->sync_idx;
+		f->ok_pos = f->sync_pos;
+		f->ok_seq = f->sync_seq;
+		f->ok_known = 1;
+	}
 	if (f->need_sync) {
 		f->need_sync = 0;
-		set_state(f, FLUSH_OK, 0);
+		if (!f->lost)
+			set_state(f, FLUSH_OK, 0);
 	}
-	if (f->conf.d.fsync == BUS_FSYNC_ALWAYS) {
+	if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
 		f->busy = 0;
-		publish(f, f->sync_seq);
-		flush_kick(f);
-		return;
-	}
-	f->sync_busy = 0;
-	publish(f, f->sync_seq);
+	else
+		f->sync_busy = 0;
+	/* After a loss, durable_seq stays where it was: the events in the
+	 * gap never reached the disk, and it means "everything before". */
+	publish(f, f->lost ? 0 : f->sync_seq);
+	flush_kick(f);  /* a write or a roll may wait for this sync */
 }
 
 void flush_timer_done(struct flusher *f)
@@ -753,21 +903,25 @@ void flush_timer_done(struct flusher *f)
 	/* A sync that failed: the data is written, it must be synced before
 	 * it is called durable (and, under ALWAYS, before flushed moves). */
 	if (f->need_sync && !f->busy && !f->sync_busy && !f->t->deleted) {
-		f->sync_seq = f->seq;
+		if (rewrite_unsynced(f) > 0) {  /* lost: writing starts over */
+			flush_kick(f);
+			return;
+		}
 		if (f->conf.d.fsync == BUS_FSYNC_ALWAYS)
 			f->busy = 1;
 		else
 			f->sync_busy = 1;
-		loop_flush_sync(f);
+		start_sync(f);
 		return;
 	}
 	/* interval policy: sync what a quiet topic left unsynced */
+	/* (Never a plain sync after a failed one: see flush_sync_done.) */
 	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy && !f->busy &&
+	    !f->need_sync &&
 	    mono() - f->last_sync >= f->conf.d.fsync_interval_ns) {
-		f->sync_seq = f->seq;
 		f->sync_busy = 1;
 		f->unsynced = 0;
-		loop_flush_sync(f);
+		start_sync(f);
 	}
 	flush_kick(f);
 }
@@ -795,12 +949,13 @@ void flush_futex_done(struct flusher *f, int res)
 void flush_sync_timer_done(struct flusher *f)
 {
 	f->sync_timer_armed = 0;
+	/* (Never a plain sync after a failed one: see flush_sync_done.) */
 	if (f->conf.d.fsync == BUS_FSYNC_INTERVAL && f->unsynced && !f->sync_busy && !f->busy &&
+	    !f->need_sync &&
 	    !f->t->deleted) {
-		f->sync_seq = f->seq;
 		f->sync_busy = 1;
 		f->unsynced = 0;
-		loop_flush_sync(f);
+		start_sync(f);
 	}
 }
 
@@ -1161,10 +1316,21 @@ int flush_open(struct topic *t, int adopted)
 		}
 	}
 	/* What the log holds is in the page cache at least; sync it before
-	 * calling it durable under a syncing policy. */
-	if (f->conf.d.fsync != BUS_FSYNC_NONE)
-		fdatasync(f->segfd);
+	 * calling it durable under a syncing policy. If that fails, all of the
+	 * segment is suspect: the retry writes it again (rewrite_unsynced). */
 	t->fl = f;
+	mark_synced(f);
+	if (f->conf.d.fsync != BUS_FSYNC_NONE && fdatasync(f->segfd) < 0) {
+		set_state(f, FLUSH_DEGRADED, errno);
+		f->ok_size = f->ok_idx = LOG_HDR_SIZE;
+		f->ok_known = 0;
+		f->need_sync = 1;
+		f->retry_at = mono() + RETRY_NS;
+		loop_flush_timer(f, RETRY_NS);
+		f->timer_armed = 1;
+		publish(f, 0);
+		return 0;
+	}
 	publish(f, f->seq);
 	log_info("'%s': log open at event %llu (segment %020llu, %llu bytes)", t->name,
 		 (unsigned long long)f->seq, (unsigned long long)f->seg_first,
