@@ -1170,3 +1170,121 @@ Test(durable_faults, a_segment_in_a_newer_format_is_left_alone_and_the_reader_sa
 	free(newer);
 	dmg_free(&m);
 }
+
+/* ------------------------------------------------------------------------ */
+/* A follower meets a segment that busd has created but not yet written     */
+/* ------------------------------------------------------------------------ */
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+	char p[1400];
+	uint8_t *data;
+	size_t len;
+
+	snprintf(p, sizeof(p), "%s/%s", from_dir, name);
+	cr_assert_eq(t_file_read(p, &data, &len), 0, "%s", p);
+	snprintf(p, sizeof(p), "%s/%s", to_dir, name);
+	cr_assert_eq(t_file_write(p, data, len), 0, "%s", p);
+	free(data);
+}
+
+/*
+ * busd creates a segment, then writes its header (seg_new), so a follower
+ * may find it empty on any ordinary roll. The reader once kept that file
+ * open with its offset still at the previous segment's end: it then read
+ * nothing when the segment filled, and reported the whole segment as a gap
+ * when the next one appeared (found by the crash soak, tests/soak.c).
+ */
+Test(durable_faults, a_follower_that_meets_an_empty_new_segment_reads_it_once_written)
+{
+	struct bus_topic_opts o = { .ring_size = 1 << 20, .max_event = 1000,
+				    .flags = BUS_TOPIC_DURABLE, .fsync = BUS_FSYNC_NONE,
+				    .segment_bytes = 1 << 20 };
+	char src[700], dst[700], p[1400], *segs[16];
+	uint8_t buf[1000];
+	uint64_t s, want = 1;
+	struct t_busd d;
+	struct bus *b;
+	struct bus_pub *pub;
+	struct bus_log *l;
+	struct bus_event ev;
+	struct dirent *e;
+	int n = 0, r;
+	DIR *dd;
+
+	cr_assert_eq(t_busd_start(&d, NULL), 0);
+	cr_assert_eq(bus_connect(d.dir, &b), 0, "%s", bus_errmsg());
+	cr_assert_eq(bus_create(b, "t", &o), 0, "%s", bus_errmsg());
+	cr_assert_eq(bus_pub_attach(b, "t", &pub), 0, "%s", bus_errmsg());
+	for (s = 1; s <= 2600; s++) {  /* ~2.6 MB of records: three 1 MiB segments */
+		t_fill(buf, sizeof(buf), 1, s);
+		cr_assert_eq(bus_pub_publish(pub, 0, buf, sizeof(buf), 0), 0, "%s", bus_errmsg());
+	}
+	bus_pub_close(pub);
+	bus_disconnect(b);
+	cr_assert_eq(t_busd_stop(&d), 0);  /* flushes everything */
+
+	snprintf(src, sizeof(src), "%s/log/t", d.state);
+	snprintf(dst, sizeof(dst), "%s/follow", t_dir());
+	cr_assert_eq(mkdir(dst, 0700), 0);
+	cr_assert_not_null(dd = opendir(src));
+	while ((e = readdir(dd)))
+		if (strstr(e->d_name, ".log") && n < 16)
+			segs[n++] = strdup(e->d_name);
+	closedir(dd);
+	qsort(segs, (size_t)n, sizeof(segs[0]), cmp_name);
+	cr_assert_geq(n, 3, "expected three segments, got %d", n);
+
+	/* Segment 1 whole, segment 2 created but empty: "not yet". */
+	copy_file(src, dst, segs[0]);
+	snprintf(p, sizeof(p), "%s/%s", dst, segs[1]);
+	cr_assert_eq(t_file_write(p, "", 0), 0);
+	cr_assert_eq(bus_log_open(dst, &l), 0, "%s", bus_errmsg());
+	bus_log_follow(l, 1);
+	while ((r = bus_log_next(l, &ev)) == 1) {
+		cr_assert_eq(ev.seq, want);
+		cr_assert_eq(t_check(ev.data, ev.len, 1, ev.seq), 0, "seq %llu",
+			     (unsigned long long)ev.seq);
+		want++;
+	}
+	cr_assert_eq(r, 0, "%d: %s", r, bus_errmsg());
+	cr_assert_gt(want, 1);
+
+	/* busd writes segment 2 into the same file, then rolls to 3. */
+	{
+		uint8_t *data;
+		size_t len;
+		FILE *f;
+
+		snprintf(p, sizeof(p), "%s/%s", src, segs[1]);
+		cr_assert_eq(t_file_read(p, &data, &len), 0);
+		snprintf(p, sizeof(p), "%s/%s", dst, segs[1]);
+		cr_assert_not_null(f = fopen(p, "r+"));
+		cr_assert_eq(fwrite(data, 1, len, f), len);
+		fclose(f);
+		free(data);
+	}
+	r = bus_log_next(l, &ev);
+	cr_assert_eq(r, 1, "the follower did not read the new segment once written: %d (%s)", r,
+		     r < 0 ? bus_errmsg() : "nothing");
+	cr_assert_eq(ev.seq, want);
+	want++;
+	copy_file(src, dst, segs[2]);
+	while ((r = bus_log_next(l, &ev)) == 1) {
+		cr_assert_eq(ev.seq, want, "after seq %llu: %llu", (unsigned long long)want - 1,
+			     (unsigned long long)ev.seq);
+		cr_assert_eq(t_check(ev.data, ev.len, 1, ev.seq), 0);
+		want++;
+	}
+	cr_assert_eq(r, 0, "%d: %s", r, bus_errmsg());
+	cr_assert_eq(want, 2601, "the follower stopped at %llu of 2600",
+		     (unsigned long long)want - 1);
+	bus_log_close(l);
+	for (int i = 0; i < n; i++)
+		free(segs[i]);
+}

@@ -380,8 +380,19 @@ static int open_seg(struct bus_log *l, size_t i)
 	r = read_full(l->fd, &fh, sizeof(fh), 0);
 	if (r < 0)
 		return bus_err(-r, "log %s/%s: %s", l->dir, name, strerror(-r));
-	if (r == 0)
-		return l->live && i + 1 == l->nsegs ? 0 : corrupt(l, 0, "file shorter than its header");
+	if (r == 0) {
+		if (!l->live || i + 1 != l->nsegs)
+			return corrupt(l, 0, "file shorter than its header");
+		/* Not yet: busd creates a segment, then writes its header
+		 * (seg_new), and one that died in between leaves it empty for
+		 * the next busd to remove. Keep nothing of it: the next call
+		 * opens it again by name and reads it from its header (l->off
+		 * is still the previous segment's end, and the file may be
+		 * replaced). */
+		close(l->fd);
+		l->fd = -1;
+		return 0;
+	}
 	r = log_file_hdr_check(&fh, LOG_FILE_MAGIC, l->segs[i]);
 	if (r == -EPROTONOSUPPORT)
 		return bus_err(EPROTONOSUPPORT, "log %s/%s: format version %u; this libbus reads "
@@ -615,11 +626,13 @@ static int seek_to(struct bus_log *l, size_t i, uint64_t off, uint64_t seq)
 {
 	int r = open_seg(l, i);
 
-	if (r <= 0)
-		return r < 0 ? r : 0;
-	l->off = off;
+	if (r < 0)
+		return r;
 	l->len = l->rec = 0;
 	l->next_seq = seq;
+	if (r == 0)  /* not there yet: read it from its header when it is */
+		return 0;
+	l->off = off;
 	return 0;
 }
 
