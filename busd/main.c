@@ -531,8 +531,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (take_lock() < 0)
+	if (take_lock() < 0) {
+		close(cfg.shm_dirfd);
 		return 1;
+	}
 	if (!logfile)
 		snprintf(log_path, sizeof(log_path), "%s/busd.log", cfg.state_dir);
 	else if (strcmp(logfile, "-"))
@@ -574,5 +576,6 @@ int main(int argc, char **argv)
 	if (log_fd >= 0)
 		close(log_fd);
 	close(lock_fd);
+	close(cfg.shm_dirfd);
 	return r < 0 ? 1 : 0;
 }
