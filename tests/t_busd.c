@@ -1,4 +1,19 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * t_busd.c — a real busd for a test (see t_busd.h).
+ *
+ * BUS_TEST_BUSD_WRAP (opt-in, for `make valgrind`): a command line that busd
+ * is run under, words split on blanks (no quoting), looked up in PATH, e.g.
+ * "valgrind --tool=memcheck --log-file=/tmp/vg/busd.%p.log". A wrapped busd
+ * gets 60 s instead of 10 to say READY=1, and it is not killed by t_fini():
+ * it gets SIGTERM (PR_SET_PDEATHSIG) when the test process exits, so every
+ * busd ends through its normal shutdown and the tool checks it at exit (a
+ * SIGKILL would end valgrind before its leak and descriptor check). That
+ * happens after t_fini() removed the test directory; whoever sets the
+ * variable waits for the tool's reports (mk/valgrind.mk does). t_busd_kill()
+ * still sends SIGKILL, as the tests that kill busd -9 require. Unset, all of
+ * this is as before.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -42,14 +57,36 @@ int t_count_files(const char *dir, const char *prefix)
 	return n;
 }
 
+#define WRAP_MAX 32   /* words in BUS_TEST_BUSD_WRAP */
+
+/* Split BUS_TEST_BUSD_WRAP into argv (at most WRAP_MAX words, kept in buf):
+ * the number of words, 0 when unset or blank. Done before fork(): the child
+ * of a process with threads should only exec. */
+static int wrap_words(const char **argv, char *buf, size_t size)
+{
+	const char *w = getenv("BUS_TEST_BUSD_WRAP");
+	char *p, *save = NULL;
+	int n = 0;
+
+	if (!w || strlen(w) >= size)
+		return 0;
+	memcpy(buf, w, strlen(w) + 1);
+	for (p = strtok_r(buf, " \t\n", &save); p && n < WRAP_MAX;
+	     p = strtok_r(NULL, " \t\n", &save))
+		argv[n++] = p;
+	return n;
+}
+
 static int launch(struct t_busd *d, va_list ap)
 {
 	static unsigned seq;
-	const char *argv[64];
+	static char wrap[4096];
+	const char *argv[64 + WRAP_MAX];
 	char notify[700], buf[256];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { 10, 0 };
-	int argc = 0, ns, status;
+	const int nwrap = wrap_words(argv, wrap, sizeof(wrap)), wrapped = nwrap > 0;
+	int argc = nwrap, ns, status;
+	struct timeval tv = { wrapped ? 60 : 10, 0 };
 	const char *a;
 	pid_t pid;
 
@@ -75,21 +112,29 @@ static int launch(struct t_busd *d, va_list ap)
 	argv[argc++] = d->state;
 	argv[argc++] = "--log-level";
 	argv[argc++] = "debug";
-	while ((a = va_arg(ap, const char *)) && argc < 62)
+	while ((a = va_arg(ap, const char *)) && argc < 62 + nwrap)
 		argv[argc++] = a;
 	argv[argc] = NULL;
 	pid = fork();
 	if (pid == 0) {
 		int fd = open(d->err, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_PDEATHSIG, wrapped ? SIGTERM : SIGKILL);
 		if (fd >= 0)
 			dup2(fd, 2);
 		setenv("NOTIFY_SOCKET", notify, 1);
-		execv(argv[0], (char *const *)argv);
+		if (wrapped) {
+			/* Only what busd itself opens may be open at its exit. */
+			if (fd > 2)
+				close(fd);
+			execvp(argv[0], (char *const *)argv);
+		} else {
+			execv(argv[0], (char *const *)argv);
+		}
 		_exit(127);
 	}
-	t_adopt_pid(pid);
+	if (!wrapped)
+		t_adopt_pid(pid);
 	for (;;) {
 		ssize_t n = recv(ns, buf, sizeof(buf) - 1, 0);
 
@@ -107,7 +152,7 @@ static int launch(struct t_busd *d, va_list ap)
 			d->pid = 0;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		}
-		fprintf(stderr, "t_busd: busd %d not ready after 10 s\n", (int)pid);
+		fprintf(stderr, "t_busd: busd %d not ready after %d s\n", (int)pid, (int)tv.tv_sec);
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		t_forget_pid(pid);
