@@ -65,7 +65,7 @@ static int pub_recover(struct bus_pub *p, const char *name)
 	uint64_t seq = at_load_acquire(&h->tail_seq);
 	uint64_t q;
 
-	if (tail > head || head - tail > p->cap)
+	if (tail > head || head - tail > p->cap || !rec_pos_ok(tail) || !rec_pos_ok(head))
 		return bus_err(EPROTO, "topic '%s' is corrupt: tail %llu, head %llu", name,
 			       (unsigned long long)tail, (unsigned long long)head);
 	if (tail < head)  /* the record at tail knows its number */

@@ -24,7 +24,9 @@ void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *he
 		const struct rec_hdr *r;
 		uint64_t rs;
 
-		if (h == t) {
+		/* A misaligned tail is corruption: do not read a header there;
+		 * the first read at *pos reports it. */
+		if (h == t || !rec_pos_ok(t)) {
 			*pos = t;
 			*seq = ts;
 			*head = h;
@@ -51,6 +53,8 @@ int ring_walk(const struct seg *s, uint64_t *q, uint64_t *seq, uint64_t end,
 	for (;;) {
 		const struct rec_hdr *r = ring_rec(s->ring, s->mask, *q);
 
+		if (!rec_pos_ok(*q))
+			return 0;
 		*len = r->len;
 		if (*len > s->g.max_event || r->seq != *seq)
 			return 0;
@@ -71,13 +75,16 @@ int ring_newest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *siz
 	 * producer that died between the two stores): walk from `last` to head. */
 	uint64_t l = at_load_acquire(&s->hdr->last);
 	uint64_t h = at_load_acquire(&s->hdr->head);  /* C1 */
-	uint64_t q = l, qs = ring_rec(s->ring, s->mask, l)->seq, t, hh;
-	uint32_t len;
-	int ok, tries;
+	uint64_t q = l, qs = 0, t, hh;
+	uint32_t len = 0;
+	int ok = 0, tries;
 
 	if (h == 0)
 		return 0;
-	ok = ring_walk(s, &q, &qs, h, UINT64_MAX, &len);
+	if (rec_pos_ok(l)) {  /* else walk from the oldest, below */
+		qs = ring_rec(s->ring, s->mask, l)->seq;
+		ok = ring_walk(s, &q, &qs, h, UINT64_MAX, &len);
+	}
 	at_fence_acquire(); /* C2, for every header read above */
 	/* Otherwise `last` was overwritten (a fast producer, or a big record
 	 * that invalidated the whole ring): walk from the oldest record. */

@@ -167,6 +167,14 @@ static inline const struct rec_hdr *ring_rec(const uint8_t *ring, uint64_t mask,
 	return (const struct rec_hdr *)(ring + (pos & mask));
 }
 
+/* Records start at multiples of REC_ALIGN. A position loaded from the
+ * header (tail, last) that is not one is corruption, and a record header
+ * read there would be a misaligned access: check before reading. */
+static inline int rec_pos_ok(uint64_t pos)
+{
+	return !(pos & (REC_ALIGN - 1));
+}
+
 /* The oldest intact record (position, sequence number) and the head seen
  * with it. Always succeeds (an empty ring: tail == head, tail_seq). */
 void ring_oldest(const struct seg *s, uint64_t *pos, uint64_t *seq, uint64_t *head);

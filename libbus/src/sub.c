@@ -127,9 +127,16 @@ static int seek_time_ring(struct bus_sub *s, uint64_t ts)
 		seq = tseq;
 		while (q < h) {
 			const struct rec_hdr *rh = ring_rec(s->ring, s->mask, q);
-			uint32_t len = rh->len;
-			uint64_t rseq = rh->seq, rts = rh->ts_ns;
+			uint32_t len;
+			uint64_t rseq, rts;
 
+			if (!rec_pos_ok(q)) {
+				ok = 0;
+				break;
+			}
+			len = rh->len;
+			rseq = rh->seq;
+			rts = rh->ts_ns;
 			if (len > s->max_event || rseq != seq || q + rec_size(len) > h) {
 				ok = 0;
 				break;
@@ -663,6 +670,11 @@ static inline int peek(struct bus_sub *s, struct bus_event *ev)
 		if (r != 1)
 			return r;
 	}
+	/* Positions that came from the header (a resync to the tail) may be
+	 * corrupt: one test before reading a header there. */
+	if (unlikely(!rec_pos_ok(s->pos)))
+		return bus_err(EPROTO, "corrupt ring: position %llu is not a record boundary",
+			       (unsigned long long)s->pos);
 	rh = ring_rec(s->ring, s->mask, s->pos);
 	len = rh->len;
 	type = rh->type;
