@@ -128,12 +128,19 @@ uint64_t mono_ns_(void)
 
 /* ---- parsing --------------------------------------------------------------- */
 
+/* The parsers below use strtoull/strtoul, which skip leading white space and
+ * take a sign ("\t-5" would be 2^64 - 5): a value must start with a digit. */
+static int starts_digit(const char *s)
+{
+	return s && *s >= '0' && *s <= '9';
+}
+
 int parse_u64(const char *flag, const char *s, uint64_t *out)
 {
 	char *end;
 
 	errno = 0;
-	if (!s || !*s || *s == '-' || *s == '+')
+	if (!starts_digit(s))
 		goto bad;
 	*out = strtoull(s, &end, 10);
 	if (errno || *end)
@@ -152,7 +159,7 @@ int parse_size(const char *flag, const char *s, uint64_t *out)
 	char *end;
 
 	errno = 0;
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	if (!starts_digit(s))
 		goto bad;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s)
@@ -205,7 +212,7 @@ static int duration_quiet(const char *s, uint64_t *ns)
 	char *end;
 
 	errno = 0;
-	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+	if (!starts_digit(s))
 		goto bad;
 	v = strtoull(s, &end, 10);
 	if (errno || end == s || !*end)
@@ -228,7 +235,7 @@ int parse_mode(const char *flag, const char *s, uint32_t *out)
 	char *end;
 
 	errno = 0;
-	if (!s || !*s)
+	if (!starts_digit(s))
 		goto bad;
 	v = strtoul(s, &end, 8);
 	if (errno || *end || v > 0777)
@@ -253,24 +260,37 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* Exactly n digits at p (sscanf's %2d would also take " 1", "+1", "-1"). */
+static int fixed_digits(const char *p, int n, int *v)
+{
+	*v = 0;
+	for (int i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		*v = *v * 10 + (p[i] - '0');
+	}
+	return 1;
+}
+
 int parse_time(const char *s, uint64_t *ns)
 {
-	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0, tzs = 0, tzh = 0, tzm = 0;
+	int y, mo, d, h = 0, mi = 0, sec = 0, tzs = 0, tzh = 0, tzm = 0;
 	uint64_t frac = 0, scale = 1000000000ull;
 	const char *p;
 	int64_t t;
 
-	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+	if (!fixed_digits(s, 4, &y) || s[4] != '-' || !fixed_digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !fixed_digits(s + 8, 2, &d))
 		return -EINVAL;
-	p = s + n;
+	p = s + 10;
 	if (*p == 'T' || *p == ' ') {
-		if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &n) != 2 || n != 5)
+		if (!fixed_digits(p + 1, 2, &h) || p[3] != ':' || !fixed_digits(p + 4, 2, &mi))
 			return -EINVAL;
-		p += 1 + n;
+		p += 6;
 		if (*p == ':') {
-			if (sscanf(p + 1, "%2d%n", &sec, &n) != 1 || n != 2)
+			if (!fixed_digits(p + 1, 2, &sec))
 				return -EINVAL;
-			p += 1 + n;
+			p += 3;
 			if (*p == '.') {
 				p++;
 				if (*p < '0' || *p > '9')
@@ -285,33 +305,42 @@ int parse_time(const char *s, uint64_t *ns)
 			}
 		}
 	}
-	if (*p == 'Z') {
+	if (*p == 'Z') {  /* tzs: 0 local time, else the sign of the offset */
 		p++;
+		tzs = 1;
 	} else if (*p == '+' || *p == '-') {
 		tzs = *p == '-' ? -1 : 1;
-		if (sscanf(p + 1, "%2d:%2d%n", &tzh, &tzm, &n) != 2 || n != 5)
+		if (!fixed_digits(p + 1, 2, &tzh) || p[3] != ':' || !fixed_digits(p + 4, 2, &tzm))
 			return -EINVAL;
-		p += 1 + n;
-	} else if (*p) {
+		p += 6;
+	}
+	/* Every form, the local one too: mktime() would quietly normalise
+	 * month 13 or hour 26 into another date. */
+	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
+	    tzh > 23 || tzm > 59)
 		return -EINVAL;
-	} else {
+	if (!tzs) {
 		/* No zone: local time, as date(1) would read it. */
 		struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
 				 .tm_hour = h, .tm_min = mi, .tm_sec = sec, .tm_isdst = -1 };
 		time_t tt = mktime(&tm);
 
-		if (tt == (time_t)-1 || tt < 0)
+		if (tt == (time_t)-1)
 			return -EINVAL;
-		*ns = (uint64_t)tt * 1000000000ull + frac;
-		return 0;
+		t = (int64_t)tt;
+	} else {
+		t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
+		    sec - tzs * (tzh * 3600 + tzm * 60);
 	}
-	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-		return -EINVAL;
-	t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec;
-	t -= tzs * (tzh * 3600 + tzm * 60);
 	if (t < 0)
 		return -EINVAL;
-	*ns = (uint64_t)t * 1000000000ull + frac;
+	/* Nanoseconds in 64 bits end in 2554: a later time is later than
+	 * any event, which the last nanosecond says as well (the product
+	 * wrapped around instead, to some date before it). */
+	if ((uint64_t)t > (UINT64_MAX - frac) / 1000000000ull)
+		*ns = UINT64_MAX;
+	else
+		*ns = (uint64_t)t * 1000000000ull + frac;
 	return 0;
 }
 
@@ -431,6 +460,11 @@ int is_utf8_text(const void *data, size_t len)
 		for (unsigned i = 1; i <= k; i++)
 			if ((p[i] & 0xc0) != 0x80)
 				return 0;
+		/* Overlong forms, UTF-16 surrogates and code points above
+		 * U+10FFFF are not UTF-8 (RFC 3629): JSON readers refuse them. */
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) ||
+		    (c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
+			return 0;
 		p += k + 1;
 	}
 	return 1;
