@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -203,7 +204,7 @@ int seg_create_owned(const char *name, const struct bus_topic_opts *in, uid_t ui
 	struct bus_topic_opts o;
 	struct seg_hdr *h = NULL;
 	struct cons_hdr *c = NULL;
-	uint64_t csize;
+	uint64_t csize, rnd;
 	unsigned id;
 	int fd = -1, cfd = -1, r;
 
@@ -215,9 +216,16 @@ int seg_create_owned(const char *name, const struct bus_topic_opts *in, uid_t ui
 		return r;
 	csize = cons_file_size(o.max_consumers);
 	id = at_fetch_add(&counter, 1);  /* unique temporary names across threads */
+	/* And unpredictable: anyone who may write the segment directory could
+	 * plant NAME.tmp.PID.N and make the creation fail (O_EXCL keeps it
+	 * from being followed, not from being in the way). */
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+		rnd = mono_ns() * 0x9e3779b97f4a7c15ull;
 	snprintf(cpath, sizeof(cpath), "%s" CONS_SUFFIX, path);
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u", path, (int)getpid(), id);
-	snprintf(ctmp, sizeof(ctmp), "%s" CONS_SUFFIX ".tmp.%d.%u", path, (int)getpid(), id);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d.%u.%016llx", path, (int)getpid(), id,
+		 (unsigned long long)rnd);
+	snprintf(ctmp, sizeof(ctmp), "%s" CONS_SUFFIX ".tmp.%d.%u.%016llx", path, (int)getpid(),
+		 id, (unsigned long long)rnd);
 
 	/* Reading a topic is consuming it, and a consumer writes its cursor:
 	 * whoever may read NAME may also write NAME@cons (0640 -> 0660). Only
