@@ -29,12 +29,14 @@
 #include <unistd.h>
 
 #include "busd.h"
+#include "decode.h"
 #include "err.h"
+#include "vg.h"
 
 enum kind { K_ACCEPT = 1, K_RECV, K_SEND, K_SIGNAL, K_TIMER, K_PIDFD, K_ACCEPT_PAUSE, K_IGNORE,
 	     K_FL_WRITE, K_FL_SYNC, K_FL_TIMER, K_FL_FUTEX, K_FL_SYNCT };
 
-#define RX_MAX 1024u   /* larger than any request; a bigger packet is refused */
+#define RX_MAX REQ_MAX  /* larger than any request; a bigger packet is refused */
 
 static struct io_uring ring;
 static struct conn **conns;
@@ -85,6 +87,7 @@ static void arm_recv(struct conn *c)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 
+	VG_KERNEL_FILLS(c->rx, RX_MAX + 1);
 	io_uring_prep_recv(sqe, c->fd, c->rx, RX_MAX + 1, 0);
 	io_uring_sqe_set_data64(sqe, ud(K_RECV, c->id, c->gen));
 	c->inflight++;
@@ -127,6 +130,7 @@ static void arm_signal(void)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 
+	VG_KERNEL_FILLS(&sig_info, sizeof(sig_info));
 	io_uring_prep_read(sqe, sig_fd, &sig_info, sizeof(sig_info), 0);
 	io_uring_sqe_set_data64(sqe, ud(K_SIGNAL, 0, 0));
 }
@@ -197,6 +201,8 @@ void loop_flush_write(struct flusher *f, struct iovec *iov, int n, uint64_t off)
 {
 	struct io_uring_sqe *sqe = sqe_get();
 
+	for (int i = 0; i < n; i++)
+		VG_KERNEL_READS(iov[i].iov_base, iov[i].iov_len);
 	io_uring_prep_writev(sqe, f->segfd, iov, (unsigned)n, off);
 	io_uring_sqe_set_data64(sqe, fl_ud(K_FL_WRITE, f));
 }
@@ -359,68 +365,6 @@ int loop_conn_gone_now(struct conn *c)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static const size_t req_size[OP_MAX_] = {
-	[OP_HELLO] = sizeof(struct req_hello),
-	[OP_PING] = 0,
-	[OP_CREATE] = sizeof(struct req_create),
-	[OP_DELETE] = sizeof(struct req_topic),
-	[OP_OPEN_PUB] = sizeof(struct req_open),
-	[OP_OPEN_SUB] = sizeof(struct req_open),
-	[OP_CLOSE_PUB] = sizeof(struct req_topic),
-	[OP_CLOSE_SUB] = sizeof(struct req_close_sub),
-	[OP_LIST] = sizeof(struct req_list),
-	[OP_STAT] = sizeof(struct req_topic),
-	[OP_OPEN_LOG] = sizeof(struct req_topic),
-};
-
-/* Structural checks beyond the size: lengths in range, padding zero. */
-static int name_ok(const struct proto_name *n)
-{
-	return n->len <= PROTO_NAME_MAX;
-}
-
-static int well_formed(uint16_t op, const void *b)
-{
-	switch (op) {
-	case OP_HELLO: {
-		const struct req_hello *q = b;
-
-		return !q->flags && !q->reserved;
-	}
-	case OP_CREATE: {
-		const struct req_create *q = b;
-
-		return name_ok(&q->topic) && !q->pad;
-	}
-	case OP_DELETE:
-	case OP_CLOSE_PUB:
-	case OP_OPEN_LOG:
-	case OP_STAT: {
-		const struct req_topic *q = b;
-
-		return name_ok(&q->topic) && !q->pad && (op == OP_STAT || !q->arg);
-	}
-	case OP_OPEN_PUB:
-	case OP_OPEN_SUB: {
-		const struct req_open *q = b;
-
-		return name_ok(&q->topic) && name_ok(&q->group) && !q->reserved &&
-		       q->reclaim <= 1;
-	}
-	case OP_CLOSE_SUB: {
-		const struct req_close_sub *q = b;
-
-		return name_ok(&q->topic) && !q->pad;
-	}
-	case OP_LIST: {
-		const struct req_list *q = b;
-
-		return !q->reserved;
-	}
-	}
-	return 1;
-}
-
 static void send_reply(struct conn *c, const struct proto_hdr *qh, struct reply *r)
 {
 	struct proto_hdr *h = (struct proto_hdr *)c->tx;
@@ -463,6 +407,9 @@ static void send_reply(struct conn *c, const struct proto_hdr *qh, struct reply 
 		memcpy(CMSG_DATA(cm), c->tx_fds, sizeof(int) * (size_t)c->tx_nfds);
 		c->msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)c->tx_nfds);
 	}
+	VG_KERNEL_READS(c->tx, len);
+	if (c->tx_nfds)
+		VG_KERNEL_READS(c->msg.msg_control, c->msg.msg_controllen);
 	sqe = sqe_get();
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ud(K_SEND, c->id, c->gen));
@@ -489,122 +436,63 @@ static void malformed(struct conn *c, const struct proto_hdr *qh, int err, const
 
 static void handle_request(struct conn *c, size_t n)
 {
-	struct proto_hdr qh;
+	struct req_decoded d;
 	struct reply r = { 0 };
-	const void *body = c->rx + sizeof(qh);
-	size_t blen = n - sizeof(qh);
 	size_t room = PROTO_MSG_MAX - sizeof(struct proto_hdr);
+	int e;
 
-	if (n < sizeof(qh)) {
-		malformed(c, NULL, EPROTO, "truncated request (%zu bytes, a header is %zu)", n,
-			  sizeof(qh));
+	e = req_decode(c->rx, n, c->hello, &d, r.msg, sizeof(r.msg));
+	if (e < 0) {
+		malformed(c, d.have_hdr ? &d.hdr : NULL, -e, "%s", r.msg);
 		return;
 	}
-	memcpy(&qh, c->rx, sizeof(qh));
-	if (n > RX_MAX) {
-		malformed(c, &qh, EMSGSIZE, "request larger than %u bytes", RX_MAX);
-		return;
-	}
-	if (qh.magic != PROTO_MAGIC) {
-		malformed(c, &qh, EPROTO, "not a bus control message (magic 0x%08x)", qh.magic);
-		return;
-	}
-	if (qh.op == 0 || qh.op >= OP_MAX_) {
-		malformed(c, &qh, EINVAL, "unknown operation %u", qh.op);
-		return;
-	}
-	if (!c->hello && qh.op != OP_HELLO) {
-		malformed(c, &qh, EPROTO, "operation %u before HELLO", qh.op);
-		return;
-	}
-	if (qh.op != OP_HELLO && qh.version != PROTO_VERSION) {
-		malformed(c, &qh, EPROTO, "protocol version %u, this busd speaks %u", qh.version,
-			  PROTO_VERSION);
-		return;
-	}
-	if (qh.status != 0) {
-		malformed(c, &qh, EPROTO, "a request must have status 0");
-		return;
-	}
-	if (blen != req_size[qh.op]) {
-		malformed(c, &qh, EPROTO, "operation %u: body of %zu bytes, expected %zu", qh.op,
-			  blen, req_size[qh.op]);
-		return;
-	}
-	/* Copy the body out: aligned, and stable while we use it. */
-	{
-		union {
-			struct req_hello hello;
-			struct req_create create;
-			struct req_topic topic;
-			struct req_open open;
-			struct req_close_sub close_sub;
-			struct req_list list;
-		} q;
+	r.body = c->tx + sizeof(struct proto_hdr);
+	switch (d.hdr.op) {
+	case OP_HELLO: {
+		struct rep_hello *h = (struct rep_hello *)r.body;
 
-		memset(&q, 0, sizeof(q));
-		memcpy(&q, body, blen);
-		if (!well_formed(qh.op, &q)) {
-			malformed(c, &qh, EPROTO, "operation %u: a length or a reserved field is "
-				  "out of range", qh.op);
-			return;
-		}
-		r.body = c->tx + sizeof(struct proto_hdr);
-		switch (qh.op) {
-		case OP_HELLO:
-			if (q.hello.min_version > PROTO_VERSION ||
-			    q.hello.max_version < PROTO_VERSION) {
-				malformed(c, &qh, EPROTO, "client speaks protocol versions %u-%u, "
-					  "this busd speaks %u", q.hello.min_version,
-					  q.hello.max_version, PROTO_VERSION);
-				return;
-			}
-			{
-				struct rep_hello *h = (struct rep_hello *)r.body;
-
-				memset(h, 0, sizeof(*h));
-				h->version = PROTO_VERSION;
-				h->busd_pid = (uint32_t)getpid();
-				h->max_handles = MAX_HANDLES;
-				memcpy(h->bus_id, cfg.bus_id, 16);
-				r.len = sizeof(*h);
-			}
-			c->hello = 1;
-			break;
-		case OP_PING:
-			break;
-		case OP_CREATE:
-			op_create(c, &q.create, &r);
-			break;
-		case OP_DELETE:
-			op_delete(c, &q.topic, &r);
-			break;
-		case OP_OPEN_PUB:
-			op_open_pub(c, &q.open, &r);
-			break;
-		case OP_OPEN_SUB:
-			op_open_sub(c, &q.open, &r);
-			break;
-		case OP_CLOSE_PUB:
-			op_close_pub(c, &q.topic, &r);
-			break;
-		case OP_CLOSE_SUB:
-			op_close_sub(c, &q.close_sub, &r);
-			break;
-		case OP_LIST:
-			op_list(c, &q.list, &r, room);
-			break;
-		case OP_STAT:
-			op_stat(c, &q.topic, &r, room);
-			break;
-		case OP_OPEN_LOG:
-			op_open_log(c, &q.topic, &r);
-			break;
-		}
+		memset(h, 0, sizeof(*h));
+		h->version = PROTO_VERSION;
+		h->busd_pid = (uint32_t)getpid();
+		h->max_handles = MAX_HANDLES;
+		memcpy(h->bus_id, cfg.bus_id, 16);
+		r.len = sizeof(*h);
+		c->hello = 1;
+		break;
+	}
+	case OP_PING:
+		break;
+	case OP_CREATE:
+		op_create(c, &d.q.create, &r);
+		break;
+	case OP_DELETE:
+		op_delete(c, &d.q.topic, &r);
+		break;
+	case OP_OPEN_PUB:
+		op_open_pub(c, &d.q.open, &r);
+		break;
+	case OP_OPEN_SUB:
+		op_open_sub(c, &d.q.open, &r);
+		break;
+	case OP_CLOSE_PUB:
+		op_close_pub(c, &d.q.topic, &r);
+		break;
+	case OP_CLOSE_SUB:
+		op_close_sub(c, &d.q.close_sub, &r);
+		break;
+	case OP_LIST:
+		op_list(c, &d.q.list, &r, room);
+		break;
+	case OP_STAT:
+		op_stat(c, &d.q.topic, &r, room);
+		break;
+	case OP_OPEN_LOG:
+		op_open_log(c, &d.q.topic, &r);
+		break;
 	}
 	if (r.status < 0)
-		log_debug("pid %d: op %u: %s", (int)c->pid, qh.op, r.msg);
-	send_reply(c, &qh, &r);
+		log_debug("pid %d: op %u: %s", (int)c->pid, d.hdr.op, r.msg);
+	send_reply(c, &d.hdr, &r);
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -659,6 +547,7 @@ static void on_cqe(struct io_uring_cqe *cqe)
 			conn_free(c, 1); /* hangup: its leases and slots go with it */
 			break;
 		}
+		VG_KERNEL_WROTE(c->rx, (size_t)res);
 		handle_request(c, (size_t)res);
 		break;
 	case K_SEND:
@@ -678,6 +567,8 @@ static void on_cqe(struct io_uring_cqe *cqe)
 		arm_recv(c);
 		break;
 	case K_SIGNAL:
+		if (res > 0)
+			VG_KERNEL_WROTE(&sig_info, (size_t)res);
 		if (res == (int)sizeof(sig_info)) {
 			if (sig_info.ssi_signo == SIGHUP) {
 				log_info("SIGHUP: reopening the log file");
@@ -843,6 +734,12 @@ void loop_fini(void)
 			conn_free(conns[i], 0);
 	free(conns);
 	conns = NULL;
+	/* Every flusher is gone (topics_fini): only the tables are left. */
+	free(fls);
+	free(fl_gen);
+	fls = NULL;
+	fl_gen = NULL;
+	nfls = 0;
 	if (sig_fd >= 0)
 		close(sig_fd);
 	io_uring_queue_exit(&ring);
