@@ -1264,6 +1264,16 @@ int flush_open(struct topic *t, int adopted)
 	if (!fseq) {  /* never flushed: the ring starts where the log must */
 		fseq = t->seg.g.first_seq;
 		fpos = 0;
+	} else if (!rec_pos_ok(fpos) || fpos > head) {
+		/* The header is shared with the producer, which may have
+		 * scribbled on it: a position that is no record boundary, or
+		 * past the head, cannot be flushed from. Start from the ring's
+		 * oldest record; the log is reconciled with it below. */
+		log_warn("'%s': the flushed position in the topic's header (%llu) is corrupt; "
+			 "reconciling the log with the ring's oldest record instead", t->name,
+			 (unsigned long long)fpos);
+		fpos = tpos;
+		fseq = tseq;
 	}
 	r = open_last_segment(f, &next);
 	if (r < 0) {

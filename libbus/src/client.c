@@ -197,7 +197,9 @@ got:
 	if (rh.magic == PROTO_MAGIC && op == OP_HELLO && rh.op == OP_HELLO && rh.id == 0 &&
 	    rh.status < 0)
 		rh.id = id;
-	if (rh.magic != PROTO_MAGIC || rh.op != op || rh.id != id)
+	/* A status is 0 or -errno: anything below -4095 (INT32_MIN, whose
+	 * negation overflows) is not an answer of busd's. */
+	if (rh.magic != PROTO_MAGIC || rh.op != op || rh.id != id || rh.status < -4095)
 		goto bad;
 	*transport = 0;
 	if (rh.status < 0) {
