@@ -6,6 +6,10 @@
 #   make asan       the suite under AddressSanitizer + UBSan
 #   make tsan       the suite under ThreadSanitizer
 #   make bench      benchmarks, peers and machine limits in one run
+#   make soak       crash soak: kill -9 at random for 60 s (SOAK_ARGS="--kills 10000")
+#   make corrupt    corrupted-log generator, 300 cases (CORRUPT_ARGS="--cases 10000")
+#   make fuzz       libFuzzer targets (clang); fuzz-smoke, fuzz-run FUZZ_SECONDS=3600
+#   make valgrind   busd under memcheck through its lifecycle tests
 #   make install    PREFIX=/usr/local DESTDIR= : bus, busd, header, libs, libbus.pc,
 #                   man pages bus(1), libbus(3), busd(8)
 #   make uninstall

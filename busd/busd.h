@@ -4,7 +4,10 @@
  *
  *   main.c    options, paths, the instance lock, logging, sd_notify
  *   loop.c    the io_uring event loop: accept, receive, send, signals,
- *             timers, pidfd polls; request decoding and replies
+ *             timers, pidfd polls; dispatching requests and replies
+ *   decode.c  request validation: a pure function, shared with the fuzzer
+ *   flush.c   durable topics: the flusher, recovery, retention
+ *   vg.h      what io_uring reads and writes, told to memcheck (make valgrind)
  *   topics.c  the topic table: create, adopt, delete, leases, consumer
  *             slots, named cursors, the stale-segment sweep
  *
