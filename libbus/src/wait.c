@@ -39,20 +39,25 @@ int futex_wake_all(_Atomic uint32_t *addr)
 	return r < 0 ? -errno : (int)r;
 }
 
-/* -1 unknown, 0 unavailable, 1 registered. */
+/* -1 unknown, 0 unavailable, 1 registered; for process mb_pid. A forked
+ * child inherits the cache but must not trust the parent's registration to
+ * have come along (registration belongs to the process's mm): it registers
+ * itself. Registering twice is harmless. */
 static _Atomic int mb_state = -1;
+static _Atomic pid_t mb_pid;
 
 int membarrier_register(void)
 {
 	int st = at_load_relaxed(&mb_state);
 	long q;
 
-	if (st >= 0)
+	if (st >= 0 && at_load_relaxed(&mb_pid) == getpid())
 		return st;
 	q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
 	st = q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
 	     syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
 	at_store_relaxed(&mb_state, st);
+	at_store_relaxed(&mb_pid, getpid());
 	return st;
 }
 
