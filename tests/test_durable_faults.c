@@ -1221,7 +1221,7 @@ Test(durable_faults, a_follower_that_meets_an_empty_new_segment_reads_it_once_wr
 	cr_assert_eq(bus_connect(d.dir, &b), 0, "%s", bus_errmsg());
 	cr_assert_eq(bus_create(b, "t", &o), 0, "%s", bus_errmsg());
 	cr_assert_eq(bus_pub_attach(b, "t", &pub), 0, "%s", bus_errmsg());
-	for (s = 1; s <= 2600; s++) {  /* ~2.6 MB of records: three 1 MiB segments */
+	for (s = 1; s <= 2600; s++) {  /* ~2.6 MB of records: three 1 MiB segments or more */
 		t_fill(buf, sizeof(buf), 1, s);
 		cr_assert_eq(bus_pub_publish(pub, 0, buf, sizeof(buf), 0), 0, "%s", bus_errmsg());
 	}
@@ -1238,7 +1238,9 @@ Test(durable_faults, a_follower_that_meets_an_empty_new_segment_reads_it_once_wr
 			segs[n++] = strdup(e->d_name);
 	closedir(dd);
 	qsort(segs, (size_t)n, sizeof(segs[0]), cmp_name);
-	cr_assert_geq(n, 3, "expected three segments, got %d", n);
+	/* At least three; more when a roll comes early (a small first chunk,
+	 * then one that does not fit beside it). */
+	cr_assert_geq(n, 3, "expected three segments or more, got %d", n);
 
 	/* Segment 1 whole, segment 2 created but empty: "not yet". */
 	copy_file(src, dst, segs[0]);
@@ -1255,7 +1257,7 @@ Test(durable_faults, a_follower_that_meets_an_empty_new_segment_reads_it_once_wr
 	cr_assert_eq(r, 0, "%d: %s", r, bus_errmsg());
 	cr_assert_gt(want, 1);
 
-	/* busd writes segment 2 into the same file, then rolls to 3. */
+	/* busd writes segment 2 into the same file, then rolls on. */
 	{
 		uint8_t *data;
 		size_t len;
@@ -1274,7 +1276,8 @@ Test(durable_faults, a_follower_that_meets_an_empty_new_segment_reads_it_once_wr
 		     r < 0 ? bus_errmsg() : "nothing");
 	cr_assert_eq(ev.seq, want);
 	want++;
-	copy_file(src, dst, segs[2]);
+	for (int i = 2; i < n; i++)
+		copy_file(src, dst, segs[i]);
 	while ((r = bus_log_next(l, &ev)) == 1) {
 		cr_assert_eq(ev.seq, want, "after seq %llu: %llu", (unsigned long long)want - 1,
 			     (unsigned long long)ev.seq);
