@@ -34,6 +34,7 @@
 #include "bus.h"
 #include "t_busd.h"
 #include "t_log.h"
+#include "t_mount.h"
 #include "t_util.h"
 
 #define MAXEV 512
@@ -44,8 +45,6 @@
 /* Mounts, and a busd to stop before unmounting                             */
 /* ------------------------------------------------------------------------ */
 
-static char mounts[4][700];
-static int nmounts;
 static struct t_busd *live;   /* killed by the .fini before it unmounts */
 
 static void faults_fini(void)
@@ -53,40 +52,11 @@ static void faults_fini(void)
 	if (live && live->pid > 0)
 		t_busd_kill(live);
 	live = NULL;
-	while (nmounts > 0)
-		umount2(mounts[--nmounts], MNT_DETACH);
+	t_unmount_all();
 	t_fini();
 }
 
 TestSuite(durable_faults, .init = t_init, .fini = faults_fini, .timeout = 120);
-
-/* A mount namespace of our own, nothing propagating back to the host. */
-static void private_mounts(void)
-{
-	if (unshare(CLONE_NEWNS) < 0) {
-		if (errno == EPERM)
-			cr_skip_test("mounting a test file system needs root (CAP_SYS_ADMIN): "
-				     "unshare(CLONE_NEWNS) = EPERM");
-		cr_assert_fail("unshare(CLONE_NEWNS): %s", strerror(errno));
-	}
-	cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
-}
-
-static void remember_mount(const char *dir)
-{
-	cr_assert_lt(nmounts, 4);
-	snprintf(mounts[nmounts++], sizeof(mounts[0]), "%s", dir);
-}
-
-static void mount_tmpfs(const char *dir, const char *opts)
-{
-	if (mount("tmpfs", dir, "tmpfs", 0, opts) < 0) {
-		if (errno == EPERM)
-			cr_skip_test("mount -t tmpfs: EPERM (needs root)");
-		cr_assert_fail("mount tmpfs on %s: %s", dir, strerror(errno));
-	}
-	remember_mount(dir);
-}
 
 /* dir, read-only, in place. */
 static void mount_readonly(const char *dir)
@@ -99,17 +69,6 @@ static void mount_readonly(const char *dir)
 	remember_mount(dir);
 	cr_assert_eq(mount(NULL, dir, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL), 0,
 		     "remount %s read-only: %s", dir, strerror(errno));
-}
-
-static void unmount(const char *dir)
-{
-	cr_assert_eq(umount2(dir, 0), 0, "umount %s: %s", dir, strerror(errno));
-	for (int i = 0; i < nmounts; i++)
-		if (!strcmp(mounts[i], dir)) {
-			memmove(&mounts[i], &mounts[i + 1], (size_t)(nmounts - i - 1) * sizeof(mounts[0]));
-			nmounts--;
-			break;
-		}
 }
 
 /* ------------------------------------------------------------------------ */

@@ -57,6 +57,7 @@
 #include "t_busd.h"
 #include "t_cli.h"
 #include "t_log.h"
+#include "t_mount.h"
 #include "t_util.h"
 
 #define MAXEV 512
@@ -67,8 +68,6 @@
 /* Mounts, a loop device, and a busd to stop before unmounting              */
 /* ------------------------------------------------------------------------ */
 
-static char mounts[6][700];
-static int nmounts;
 static struct t_busd *live;    /* killed by the .fini before it unmounts */
 static int loop_fd = -1;       /* our loop device (autoclear: freed with its last user) */
 static char immutable[700];    /* a directory we made immutable */
@@ -85,8 +84,7 @@ static void limits_fini(void)
 		set_immutable(immutable, 0);
 	bus_log_close(open_log);
 	open_log = NULL;
-	while (nmounts > 0)
-		umount2(mounts[--nmounts], MNT_DETACH);
+	t_unmount_all();
 	if (loop_fd >= 0) {
 		ioctl(loop_fd, LOOP_CLR_FD, 0);
 		close(loop_fd);
@@ -96,46 +94,6 @@ static void limits_fini(void)
 }
 
 TestSuite(limits, .init = t_init, .fini = limits_fini, .timeout = 120);
-
-/* A mount namespace of our own, nothing propagating back to the host. */
-static void private_mounts(void)
-{
-	if (unshare(CLONE_NEWNS) < 0) {
-		if (errno == EPERM)
-			cr_skip_test("mounting a test file system needs root (CAP_SYS_ADMIN): "
-				     "unshare(CLONE_NEWNS) = EPERM");
-		cr_assert_fail("unshare(CLONE_NEWNS): %s", strerror(errno));
-	}
-	cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
-}
-
-static void remember_mount(const char *dir)
-{
-	cr_assert_lt(nmounts, 6);
-	snprintf(mounts[nmounts++], sizeof(mounts[0]), "%s", dir);
-}
-
-static void mount_tmpfs(const char *dir, const char *opts)
-{
-	if (mount("tmpfs", dir, "tmpfs", 0, opts) < 0) {
-		if (errno == EPERM)
-			cr_skip_test("mount -t tmpfs: EPERM (needs root)");
-		cr_assert_fail("mount tmpfs on %s: %s", dir, strerror(errno));
-	}
-	remember_mount(dir);
-}
-
-static void unmount(const char *dir)
-{
-	cr_assert_eq(umount2(dir, 0), 0, "umount %s: %s", dir, strerror(errno));
-	for (int i = 0; i < nmounts; i++)
-		if (!strcmp(mounts[i], dir)) {
-			memmove(&mounts[i], &mounts[i + 1],
-				(size_t)(nmounts - i - 1) * sizeof(mounts[0]));
-			nmounts--;
-			break;
-		}
-}
 
 /* FS_IMMUTABLE_FL on a directory: nobody, root included, may create or
  * remove a file in it; files already open stay writable. */
