@@ -34,13 +34,12 @@
 #include "bus.h"
 #include "proto.h"
 #include "t_busd.h"
+#include "t_raw.h"
 #include "t_util.h"
 
 TestSuite(busd_proto, .init = t_init, .fini = t_fini, .timeout = 60);
 
-#define HDR sizeof(struct proto_hdr)
 #define RX_MAX 1024u            /* busd refuses any larger request */
-#define REPLY_WAIT_S 5          /* busd answers in microseconds */
 #define MAX_HANDLES 1024u       /* documented per-connection limit */
 
 /* ------------------------------------------------------------------------ */
@@ -85,84 +84,6 @@ static void check_healthy(const struct t_busd *d)
 /* ------------------------------------------------------------------------ */
 /* Raw sockets                                                              */
 /* ------------------------------------------------------------------------ */
-
-struct rx {
-	struct proto_hdr h;
-	uint8_t body[PROTO_MSG_MAX];
-	size_t blen;
-	int nfds;               /* descriptors that came with it (closed) */
-};
-
-static int raw_open(const struct t_busd *d)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { REPLY_WAIT_S, 0 };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	char path[700];
-
-	cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
-	snprintf(path, sizeof(path), "%s/" PROTO_SOCKET, d->dir);
-	cr_assert_lt(strlen(path), sizeof(sa.sun_path), "%s is too long for a socket", path);
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect %s: %s",
-		     sa.sun_path, strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
-/* A request: header (magic, version 1, status 0) and body. */
-static size_t mk(void *buf, uint16_t op, uint32_t id, const void *body, size_t blen)
-{
-	struct proto_hdr h = { PROTO_MAGIC, PROTO_VERSION, op, id, 0 };
-
-	memcpy(buf, &h, HDR);
-	if (blen)
-		memcpy((uint8_t *)buf + HDR, body, blen);
-	return HDR + blen;
-}
-
-static void raw_send(int fd, const void *buf, size_t n)
-{
-	ssize_t r = send(fd, buf, n, MSG_NOSIGNAL);
-
-	cr_assert_eq(r, (ssize_t)n, "send of %zu bytes = %zd (%s)", n, r, strerror(errno));
-}
-
-/* One packet from busd: its length, or -errno. Descriptors are closed. */
-static ssize_t raw_recv(int fd, struct rx *r)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr align;
-	} cb;
-	struct iovec iov[2] = { { &r->h, HDR }, { r->body, sizeof(r->body) } };
-	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2, .msg_control = cb.buf,
-			    .msg_controllen = sizeof(cb.buf) };
-	ssize_t n;
-
-	memset(&r->h, 0, HDR);
-	r->blen = 0;
-	r->nfds = 0;
-	do
-		n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)), fds[8];
-
-			memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)k);
-			for (int i = 0; i < k; i++)
-				close(fds[i]);
-			r->nfds += k;
-		}
-	}
-	if ((size_t)n > HDR)
-		r->blen = (size_t)n - HDR;
-	return n;
-}
 
 /* recv, but a connection that busd closed with requests still unread
  * reports ECONNRESET once (at any point: the kernel checks the error before
